@@ -1,12 +1,22 @@
-"""ComfyUI nodes for DoSSR: thin wrappers that hand the work to ``dossr_core``."""
+"""ComfyUI nodes for DoSSR: thin wrappers that hand the work to ``dossr_core`` and the host."""
 
 from comfy_api.latest import ComfyExtension, io
+
+from .colorfix import DoSSRColorFix
+from .control import DoSSRApplyControlNet
+from .encode import DoSSRLREncode
+from .model import DoSSRModelLoader, register_folder
+from .sampler import DoSSRSampler, DoSSRSamplerSelect, DoSSRSigmas
+
+NODES = [DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
+         DoSSRSamplerSelect, DoSSRColorFix]
 
 
 class DoSSRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        return NODES
 
 
 async def comfy_entrypoint() -> DoSSRExtension:
+    register_folder()
     return DoSSRExtension()

@@ -21,7 +21,7 @@ SIZES = {
         controlnet=dict(model_channels=320, channel_mult=(1, 1, 1, 1), num_res_blocks=2,
                         attention_levels=(0, 1, 2), context_dim=1024),
         hint_encoder=dict(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1),
-        preprocessor=dict(num_feat=16, num_block=2, num_grow_ch=8)),
+        preprocessor=dict(num_feat=16, num_block=2, num_grow_ch=32)),   # spandrel assumes 32
     "full": dict(controlnet={}, hint_encoder={}, preprocessor={}),
 }
 PREFIXES = {"controlnet": "control_model.", "hint_encoder": "cond_encoder.",

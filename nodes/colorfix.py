@@ -1,0 +1,41 @@
+"""DoSSR Color Fix: the decoded result takes its colours from the preprocessed LR image."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..dossr_core.colorfix import COLOR_FIX_MODES, color_fix
+from ..dossr_core.sizes import crop_padding
+
+
+class DoSSRColorFix(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DoSSRColorFix",
+            display_name="DoSSR Color Fix",
+            category="DoSSR",
+            description=("Corrects the colour drift of diffusion output against the preprocessed LR "
+                         "image, and crops away the padding added for the latent, so the result has "
+                         "exactly the target size."),
+            inputs=[
+                io.Image.Input("image", tooltip="The decoded DoSSR result."),
+                io.Image.Input("reference", tooltip="The reference output of DoSSR LR Encode."),
+                io.Combo.Input("mode", options=list(COLOR_FIX_MODES), default="wavelet",
+                               tooltip="wavelet (the paper's): keep the result's detail bands, take "
+                                       "the reference's lowest band. adain: match per-channel mean "
+                                       "and spread. none: only crop."),
+            ],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, image, reference, mode) -> io.NodeOutput:
+        if reference.shape[0] not in (1, image.shape[0]):
+            raise ValueError(f"DoSSR Color Fix: {image.shape[0]} images but {reference.shape[0]} "
+                             f"references: give one reference, or one per image.")
+        if image.shape[-1] != 3 or reference.shape[-1] != 3:
+            raise ValueError("DoSSR Color Fix: image and reference must be RGB (3 channels).")
+        pixels = crop_padding(image.movedim(-1, 1), *reference.shape[1:3])
+        fixed = color_fix(pixels, reference.movedim(-1, 1), mode)
+        return io.NodeOutput(fixed.clamp(0, 1).movedim(1, -1).contiguous())

@@ -1,0 +1,163 @@
+"""DoSSR Model Loader: the DoSSR parts as host-managed models.
+
+Weights come from ``models/dossr`` (registered with the host's folder registry,
+so ``extra_model_paths.yaml`` entries named ``dossr`` work) or from
+``models/checkpoints``, where users often keep the released ``.ckpt`` files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import folder_paths
+
+from ..dossr_core.checkpoint import CheckpointError, DoSSRConfig, load_dossr
+from .io_types import DoSSRModel
+
+FOLDER = "dossr"
+SEARCHED = (FOLDER, "checkpoints")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def register_folder() -> None:
+    """Add ``models/dossr`` to the host's registry, listing checkpoint files only."""
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
+    paths, _ = folder_paths.folder_names_and_paths[FOLDER]
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
+
+
+def model_files() -> list[str]:
+    """Files of ``models/dossr`` first, then those of ``models/checkpoints``."""
+    names = []
+    for folder in SEARCHED:
+        names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+    return names
+
+
+def find_model_file(name: str) -> str | None:
+    for folder in SEARCHED:
+        path = folder_paths.get_full_path(folder, name)
+        if path is not None:
+            return path
+    return None
+
+
+def missing_file_message(name: str) -> str:
+    searched = [p for folder in SEARCHED for p in folder_paths.get_folder_paths(folder)]
+    return (f"DoSSR model file '{name}' was not found. Searched: {', '.join(searched)}. Put "
+            f"dossr_default.ckpt (or its converted .safetensors) into {searched[0]} and press "
+            f"'Refresh' in the editor.")
+
+
+class DoSSRModelHandle:
+    """What a DOSSR_MODEL socket carries: the networks and their host ModelPatchers.
+
+    The ControlNet's patcher is loaded and offloaded with the UNet by the host's
+    samplers (through the control object's ``get_models``); the encoders'
+    patcher is loaded by the LR Encode node.
+    """
+
+    def __init__(self, path: str, dtype: torch.dtype):
+        self.path = path
+        loaded = load_dossr(path, device=mm.unet_offload_device(), dtype=dtype)
+        self.config: DoSSRConfig = loaded.config
+        self.control_patcher = self._patcher(loaded.controlnet)
+        encoders = torch.nn.ModuleDict({"hint_encoder": loaded.hint_encoder})
+        if loaded.preprocessor is not None:
+            encoders["preprocessor"] = loaded.preprocessor
+        self.encoder_patcher = self._patcher(encoders)
+
+    @staticmethod
+    def _patcher(module: torch.nn.Module):
+        return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(),
+                                                offload_device=mm.unet_offload_device())
+
+    @property
+    def controlnet(self):
+        return self.control_patcher.model
+
+    @property
+    def hint_encoder(self):
+        return self.encoder_patcher.model["hint_encoder"]
+
+    @property
+    def preprocessor(self):
+        encoders = self.encoder_patcher.model
+        return encoders["preprocessor"] if "preprocessor" in encoders else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.config.dtype
+
+
+def auto_dtype() -> torch.dtype:
+    """The precision the host would pick for a UNet on its device, restricted to float types."""
+    dtype = mm.unet_dtype(supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    return dtype if dtype in DTYPES.values() else torch.float32
+
+
+def upscale_model_from(handle: DoSSRModelHandle):
+    """The preprocessor as the host's UPSCALE_MODEL (a spandrel descriptor), or None."""
+    if handle.preprocessor is None:
+        return None
+    try:
+        from spandrel import ImageModelDescriptor, ModelLoader
+    except ImportError:
+        logging.warning("DoSSR: spandrel is not installed, so no UPSCALE_MODEL is offered")
+        return None
+    state = {k: v.float() for k, v in handle.preprocessor.state_dict().items()}
+    descriptor = ModelLoader().load_from_state_dict(state)
+    if not isinstance(descriptor, ImageModelDescriptor):
+        return None
+    return descriptor.eval()
+
+
+class DoSSRModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DoSSRModelLoader",
+            display_name="DoSSR Model Loader",
+            category="DoSSR",
+            description=("Loads the DoSSR ControlNet, hint encoder and RRDBNet preprocessor from a "
+                         "DoSSR checkpoint. The Stable Diffusion 2.1-base backbone comes from the "
+                         "host's own checkpoint loader."),
+            inputs=[
+                io.Combo.Input("model_name", options=model_files(),
+                               tooltip="A DoSSR file from models/dossr (or models/checkpoints): "
+                                       "dossr_default.ckpt for 5-step sampling, dossr_onestep.ckpt "
+                                       "for one step, or their .safetensors conversions."),
+                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                               tooltip="Precision of the DoSSR networks. auto follows the host's "
+                                       "choice for the UNet on this device (fp32 on CPU)."),
+            ],
+            outputs=[
+                DoSSRModel.Output("dossr_model", tooltip="Feed to DoSSR LR Encode and the sampler."),
+                io.UpscaleModel.Output("upscale_model",
+                                       tooltip="The RRDBNet x4 preprocessor, usable with the host's "
+                                               "'Upscale Image (using Model)' node."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, model_name, dtype):
+        if find_model_file(model_name) is None:
+            return missing_file_message(model_name)
+        return True
+
+    @classmethod
+    def execute(cls, model_name, dtype) -> io.NodeOutput:
+        path = find_model_file(model_name)
+        if path is None:
+            raise FileNotFoundError(missing_file_message(model_name))
+        try:
+            handle = DoSSRModelHandle(path, auto_dtype() if dtype == "auto" else DTYPES[dtype])
+        except CheckpointError as err:
+            raise ValueError(f"DoSSR: {err}") from None
+        return io.NodeOutput(handle, upscale_model_from(handle))

@@ -1,0 +1,194 @@
+"""DoS-SDE sampling inside the host's sampler machinery (DESIGN §5).
+
+The host works in k-diffusion space, ``x_k = x_t / alpha_t`` with noise level
+``s = sigma_t / alpha_t``, and its denoiser returns x0_hat. The DoSSR grid is
+a list of such sigmas taken from the model's own table, so each maps back to
+its integer timestep exactly; the solver itself is ``dossr_core``'s, run on
+``x_t = alpha_t * x_k``. Like the paper, the result is x at timestep 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..dossr_core.sampling import CORRECTED_THIRD_ORDER, solve_dos
+from ..dossr_core.schedule import T1, DomainShiftSchedule, respaced_timesteps
+from .backbone import check_backbone
+from .control import apply_dossr_control
+from .io_types import DoSSRHint, DoSSRModel
+
+ORDER_CHOICES = ["1", "2", "3", CORRECTED_THIRD_ORDER]
+MODES = ["sde", "ode"]
+MAX_STEPS = T1 - 1
+STEP_SEED_OFFSET = 0x9E3779B97F4A7C15
+ORDER_TOOLTIP = ("Solver order. 3 is the paper's (published) rule; 3-corrected adds the D2 "
+                 "correction that makes it truly third order; 1 and 2 are lower orders.")
+MODE_TOOLTIP = ("sde: the paper's stochastic sampler. ode: the deterministic counterpart; it "
+                "starts from the LR latent itself, so the result does not depend on the seed.")
+STEPS_TOOLTIP = "Model evaluations: 5 for dossr_default (the paper's setting), 1 for dossr_onestep."
+
+
+def dossr_sigmas(model_sampling, steps: int) -> torch.Tensor:
+    """The paper's timestep grid as host sigmas, largest first, ending at timestep 0 (not 0)."""
+    timesteps = respaced_timesteps(steps)[::-1]
+    return model_sampling.sigmas[timesteps].float().cpu()
+
+
+def sigmas_to_timesteps(model_sampling, sigmas: torch.Tensor) -> list[int]:
+    """The integer timestep of every sigma; ValueError unless they are a DoSSR-usable grid."""
+    problem = None
+    timesteps = [int(round(float(model_sampling.timestep(s)))) for s in sigmas]
+    if len(timesteps) < 2:
+        problem = "at least two sigmas are needed"
+    elif any(a <= b for a, b in zip(timesteps, timesteps[1:])):
+        problem = "they must decrease strictly"
+    elif timesteps[0] >= T1:
+        problem = f"they start at timestep {timesteps[0]}, at or beyond t1={T1} where the shift is complete"
+    else:
+        table = model_sampling.sigmas[timesteps].to(sigmas)
+        if not torch.allclose(table, sigmas, rtol=1e-4, atol=0):
+            problem = "some are not on the model's own sigma table (or a final 0 was appended)"
+    if problem is not None:
+        raise ValueError(f"DoSSR sampler: unusable sigmas ({problem}): use the DoSSR Sigmas node. "
+                         f"Got {[round(float(s), 4) for s in sigmas]}.")
+    return timesteps
+
+
+def step_seed(seed: int) -> int:
+    """The seed of the per-step noise, kept apart from the start noise the host draws from ``seed``."""
+    return (int(seed) + STEP_SEED_OFFSET) % 2 ** 64
+
+
+@torch.no_grad()
+def sample_dossr(model, x, sigmas, extra_args=None, callback=None, disable=None, order="3", ode=False):
+    """Host sampler function: DoS-SDE (or ODE) from the LR latent the guider was given."""
+    extra_args = {} if extra_args is None else extra_args
+    model_sampling = model.inner_model.model_patcher.get_model_object("model_sampling")
+    schedule = DomainShiftSchedule.from_timesteps(sigmas_to_timesteps(model_sampling, sigmas))
+    xhat0 = getattr(model, "latent_image", None)
+    if xhat0 is None or not torch.count_nonzero(xhat0):
+        raise ValueError("DoSSR sampler: the latent input must be the LATENT of DoSSR LR Encode "
+                         "(sampling starts from the low-resolution image, not an empty latent).")
+    alpha = schedule.alpha.flip(0).tolist()          # largest timestep first, like sigmas
+    s_in = x.new_ones([x.shape[0]])
+
+    def denoiser(x_t, t):
+        i = step_of[int(t[0])]
+        return model(x_t / alpha[i], sigmas[i] * s_in, **extra_args)
+
+    def on_step(i, total, x_t, x0_hat):
+        if callback is not None:
+            callback({"i": i, "x": x_t / alpha[i], "denoised": x0_hat, "sigma": sigmas[i],
+                      "sigma_hat": sigmas[i]})
+
+    step_of = {t: i for i, t in enumerate(schedule.timesteps.flip(0).tolist())}
+    generator = None
+    if extra_args.get("seed") is not None:
+        generator = torch.Generator("cpu").manual_seed(step_seed(extra_args["seed"]))
+    start = alpha[0] * (xhat0 if ode else x)
+    return solve_dos(denoiser, start, xhat0.to(x), schedule, order, generator=generator, ode=ode,
+                     callback=on_step)
+
+
+def dossr_sampler(order: str, mode: str):
+    return comfy.samplers.KSAMPLER(sample_dossr, extra_options={"order": order, "ode": mode == "ode"})
+
+
+class DoSSRSigmas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DoSSRSigmas",
+            display_name="DoSSR Sigmas",
+            category="DoSSR",
+            description=("The DoSSR timestep grid (steps + 1 timesteps below t1 = 500) as SIGMAS for "
+                         "SamplerCustom/SamplerCustomAdvanced. Sampling starts half-way, from the LR "
+                         "image, so half of the usual trajectory is skipped."),
+            inputs=[io.Model.Input("model", tooltip="Your SD 2.1-base MODEL."),
+                    io.Int.Input("steps", default=5, min=1, max=MAX_STEPS, tooltip=STEPS_TOOLTIP)],
+            outputs=[io.Sigmas.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, steps) -> io.NodeOutput:
+        check_backbone(model)
+        return io.NodeOutput(dossr_sigmas(model.get_model_object("model_sampling"), steps))
+
+
+class DoSSRSamplerSelect(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DoSSRSamplerSelect",
+            display_name="DoSSR SDE Sampler",
+            category="DoSSR",
+            description=("The DoS-SDE solver as a SAMPLER for SamplerCustom/SamplerCustomAdvanced; "
+                         "use it with DoSSR Sigmas and a latent from DoSSR LR Encode."),
+            inputs=[io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP),
+                    io.Combo.Input("mode", options=MODES, default="sde", tooltip=MODE_TOOLTIP)],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, order, mode) -> io.NodeOutput:
+        return io.NodeOutput(dossr_sampler(order, mode))
+
+
+class DoSSRSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DoSSRSampler",
+            display_name="DoSSR Sampler",
+            category="DoSSR",
+            description=("Super-resolves the LR latent with the DoS-SDE in a few steps, with the DoSSR "
+                         "ControlNet steering your SD 2.1-base model. The same as DoSSR Apply "
+                         "ControlNet + DoSSR Sigmas + DoSSR SDE Sampler in SamplerCustomAdvanced."),
+            inputs=[
+                io.Model.Input("model", tooltip="Your SD 2.1-base (512, eps) MODEL."),
+                DoSSRModel.Input("dossr_model"),
+                io.Conditioning.Input("positive", tooltip="The paper uses \"clean, high-resolution, 8k\"."),
+                io.Conditioning.Input("negative", tooltip="Only used when cfg is not 1."),
+                io.Latent.Input("latent", tooltip="The LATENT of DoSSR LR Encode."),
+                DoSSRHint.Input("hint", tooltip="The hint of the same DoSSR LR Encode."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the start and per-step noise (drawn on the CPU, so the "
+                                     "same seed gives the same image on every device)."),
+                io.Int.Input("steps", default=5, min=1, max=MAX_STEPS, tooltip=STEPS_TOOLTIP),
+                io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP),
+                io.Combo.Input("mode", options=MODES, default="sde", tooltip=MODE_TOOLTIP),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance. 1 (the paper's) skips the negative "
+                                       "pass and halves the cost."),
+                io.Float.Input("control_strength", default=1.0, min=0.0, max=2.0, step=0.01,
+                               tooltip="Scales the ControlNet residuals; 1 is the paper's setting."),
+            ],
+            outputs=[io.Latent.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, dossr_model, positive, negative, latent, hint, seed, steps, order, mode,
+                cfg, control_strength) -> io.NodeOutput:
+        check_backbone(model, dossr_model)
+        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        if hint.shape[0] not in (1, samples.shape[0]):
+            raise ValueError(f"DoSSR: the latent has {samples.shape[0]} images but the hint has "
+                             f"{hint.shape[0]}: use the latent and hint of the same DoSSR LR Encode.")
+        positive, negative = apply_dossr_control(positive, negative, dossr_model, hint, control_strength)
+        sigmas = dossr_sigmas(model.get_model_object("model_sampling"), steps)
+        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        x0_output = {}
+        callback = latent_preview.prepare_callback(model, steps, x0_output)
+        out = comfy.sample.sample_custom(model, noise, cfg, dossr_sampler(order, mode), sigmas,
+                                         positive, negative, samples, noise_mask=latent.get("noise_mask"),
+                                         callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                                         seed=seed)
+        result = latent.copy()
+        result["samples"] = out
+        return io.NodeOutput(result)
