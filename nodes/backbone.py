@@ -12,11 +12,16 @@ NEEDED = ("DoSSR needs Stable Diffusion 2.1-base (512 px, eps prediction), e.g. 
           "v2-1_512-ema-pruned.safetensors in models/checkpoints")
 
 
+def _base_model(model):
+    """The host BaseModel behind a ModelPatcher (or the BaseModel itself)."""
+    return model if hasattr(model, "model_config") else model.model
+
+
 def describe_backbone(model) -> str | None:
-    """Why ``model`` (a host ModelPatcher) cannot be DoSSR's backbone, or None if it can."""
+    """Why ``model`` (a host ModelPatcher or BaseModel) cannot be DoSSR's backbone, or None."""
     from comfy.model_base import ModelType
 
-    base = model.model
+    base = _base_model(model)
     config = getattr(base, "model_config", None)
     unet = getattr(config, "unet_config", {}) or {}
     name = type(config).__name__ if config is not None else type(base).__name__
@@ -37,7 +42,7 @@ def describe_backbone(model) -> str | None:
 
 def describe_mismatch(model, controlnet_config: dict) -> str | None:
     """Why the DoSSR ControlNet's skips cannot feed this UNet, or None if they can."""
-    unet = model.model.model_config.unet_config
+    unet = _base_model(model).model_config.unet_config
     mine = (controlnet_config["model_channels"], tuple(controlnet_config["channel_mult"]),
             _per_level(controlnet_config["num_res_blocks"], len(controlnet_config["channel_mult"])))
     theirs = (unet.get("model_channels"), tuple(unet.get("channel_mult", ())),

@@ -13,6 +13,7 @@ from comfy_api.latest import io
 
 import comfy.controlnet
 
+from .backbone import check_backbone
 from .io_types import DoSSRHint, DoSSRModel
 
 
@@ -33,6 +34,7 @@ class DoSSRControl(comfy.controlnet.ControlBase):
         return super().get_models() + [self.dossr_model.control_patcher]
 
     def pre_run(self, model, percent_to_timestep_function):
+        check_backbone(model, self.dossr_model)   # whichever sampler runs us
         super().pre_run(model, percent_to_timestep_function)
         self.model_sampling_current = model.model_sampling
 
@@ -104,9 +106,9 @@ class DoSSRApplyControlNet(io.ComfyNode):
             description=("Attaches the DoSSR ControlNet to conditioning, like the host's Apply "
                          "ControlNet, so any sampler (SamplerCustomAdvanced, KSampler) uses it."),
             inputs=[
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
-                DoSSRModel.Input("dossr_model"),
+                io.Conditioning.Input("positive", tooltip="Text conditioning of your SD 2.1-base CLIP."),
+                io.Conditioning.Input("negative", tooltip="Used by the sampler only when cfg is not 1."),
+                DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
                 DoSSRHint.Input("hint", tooltip="From DoSSR LR Encode."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.01,
                                tooltip="Scales every ControlNet residual; 1 is the paper's setting, "

@@ -96,7 +96,7 @@ class DoSSRLREncode(io.ComfyNode):
                          "from and the hint that steers the ControlNet."),
             inputs=[
                 io.Image.Input("image", tooltip="The low-resolution RGB image (any size, any batch)."),
-                DoSSRModel.Input("dossr_model"),
+                DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
                 io.Vae.Input("vae", tooltip="The VAE of your SD 2.1-base checkpoint."),
                 io.Float.Input("scale", default=4.0, min=1.0, max=16.0, step=0.05,
                                tooltip="Output size = round(scale x input size). The preprocessor is "

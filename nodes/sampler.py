@@ -69,6 +69,7 @@ def step_seed(seed: int) -> int:
 def sample_dossr(model, x, sigmas, extra_args=None, callback=None, disable=None, order="3", ode=False):
     """Host sampler function: DoS-SDE (or ODE) from the LR latent the guider was given."""
     extra_args = {} if extra_args is None else extra_args
+    check_backbone(model.inner_model.model_patcher)
     model_sampling = model.inner_model.model_patcher.get_model_object("model_sampling")
     schedule = DomainShiftSchedule.from_timesteps(sigmas_to_timesteps(model_sampling, sigmas))
     xhat0 = getattr(model, "latent_image", None)
@@ -152,7 +153,7 @@ class DoSSRSampler(io.ComfyNode):
                          "ControlNet + DoSSR Sigmas + DoSSR SDE Sampler in SamplerCustomAdvanced."),
             inputs=[
                 io.Model.Input("model", tooltip="Your SD 2.1-base (512, eps) MODEL."),
-                DoSSRModel.Input("dossr_model"),
+                DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
                 io.Conditioning.Input("positive", tooltip="The paper uses \"clean, high-resolution, 8k\"."),
                 io.Conditioning.Input("negative", tooltip="Only used when cfg is not 1."),
                 io.Latent.Input("latent", tooltip="The LATENT of DoSSR LR Encode."),
