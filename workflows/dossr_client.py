@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Run a DoSSR workflow on a ComfyUI server without the browser.
+
+    python workflows/dossr_client.py photo.png
+    python workflows/dossr_client.py photo.png --server http://127.0.0.1:8188 \\
+        --sd-checkpoint v2-1_512-ema-pruned.safetensors --dossr-model dossr_default.safetensors \\
+        --seed 42 --output-dir out/
+
+Uploads IMAGE (POST /upload/image), loads an API-format workflow (default: dossr_x4_api.json
+next to this script), points its LoadImage node at the upload, optionally sets ``ckpt_name``
+on CheckpointLoaderSimple nodes, ``model_name`` on DoSSRModelLoader nodes and the seed
+(``seed``/``noise_seed`` inputs), queues it (POST /prompt), waits for the result
+(GET /history/<id>) and downloads every saved image (GET /view) into --output-dir, printing
+the paths. Any failure prints one clear message and exits with status 2.
+
+Standard library only; works with any ComfyUI that has the DoSSR nodes installed. Export your
+own workflow for it from the ComfyUI menu with "Export (API)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import http.client as http_client
+import json
+import mimetypes
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+DEFAULT_WORKFLOW = Path(__file__).resolve().parent / "dossr_x4_api.json"
+SEED_INPUTS = ("seed", "noise_seed")
+EXIT_ERROR = 2
+
+
+class ClientError(Exception):
+    """A failure with a message meant for the user (printed without a traceback)."""
+
+
+class ServerUnreachable(ClientError):
+    pass
+
+
+class PromptRejected(ClientError):
+    def __init__(self, error: dict, node_errors: dict):
+        self.error = error if isinstance(error, dict) else {"message": str(error)}
+        self.node_errors = node_errors or {}
+        lines = ["ComfyUI rejected the prompt: " + " ".join(
+            s for s in (self.error.get("message", ""), self.error.get("details", "")) if s)]
+        for node_id, ne in self.node_errors.items():
+            for e in ne.get("errors", []):
+                details = f": {e['details']}" if e.get("details") else ""
+                lines.append(f"  node {node_id} ({ne.get('class_type', '?')}): "
+                             f"{e.get('message', '')}{details}")
+        super().__init__("\n".join(lines))
+
+
+class ExecutionError(ClientError):
+    pass
+
+
+class Interrupted(ClientError):
+    pass
+
+
+class Timeout(ClientError):
+    pass
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+def normalise_server(server: str) -> str:
+    server = server.strip().rstrip("/")
+    if "://" not in server:
+        server = "http://" + server
+    return server
+
+
+def _unreachable(server: str, reason) -> ServerUnreachable:
+    if isinstance(reason, ConnectionRefusedError) or "refused" in str(reason).lower():
+        why = "connection refused"
+    elif isinstance(reason, (socket.timeout, TimeoutError)):
+        why = "timed out"
+    else:
+        why = str(reason)
+    return ServerUnreachable(
+        f"cannot reach ComfyUI at {server} ({why}): start it with "
+        f"`python main.py --listen 127.0.0.1 --port 8188` or pass --server")
+
+
+def http(server: str, method: str, path: str, body: bytes | None = None,
+         headers: dict | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+    """(status, body); HTTP error statuses are returned; connection failures raise
+    ServerUnreachable."""
+    req = urllib.request.Request(server + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except urllib.error.URLError as e:
+        raise _unreachable(server, e.reason) from None
+    except (ConnectionError, socket.timeout, TimeoutError) as e:
+        raise _unreachable(server, e) from None
+    except http_client.HTTPException as e:
+        raise ClientError(f"unexpected answer from {server} to {method} {path}: {e!r} "
+                          "(is that a ComfyUI server?)") from None
+
+
+def _json(server: str, method: str, path: str, payload=None, timeout: float = 60.0):
+    body = None if payload is None else json.dumps(payload).encode("utf-8")
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    status, data = http(server, method, path, body, headers, timeout)
+    try:
+        answer = json.loads(data) if data else None
+    except ValueError:
+        answer = None
+    return status, answer, data
+
+
+def build_multipart(fields: dict, files: dict, boundary: str | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body: *fields* name -> str, *files* name -> (filename, bytes,
+    content type). Returns (body, Content-Type header value)."""
+    boundary = boundary or "----dossr-client-" + uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     .encode("utf-8") + str(value).encode("utf-8") + b"\r\n")
+    for name, (filename, data, ctype) in files.items():
+        safe = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{safe}"\r\nContent-Type: {ctype}\r\n\r\n'.encode("utf-8")
+                     + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode("utf-8"))
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_image(server: str, image_path, timeout: float = 120.0) -> str:
+    """POST /upload/image (overwrite=true); the name to put into a LoadImage node."""
+    image_path = Path(image_path)
+    if not image_path.is_file():
+        raise ClientError(f"image file not found: {image_path}")
+    ctype = mimetypes.guess_type(image_path.name)[0] or "application/octet-stream"
+    try:
+        data = image_path.read_bytes()
+    except OSError as e:
+        raise ClientError(f"cannot read the image {image_path}: {e.strerror}") from None
+    body, header = build_multipart({"overwrite": "true", "type": "input"},
+                                   {"image": (image_path.name, data, ctype)})
+    status, data = http(server, "POST", "/upload/image", body, {"Content-Type": header}, timeout)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if status != 200 or not isinstance(answer, dict) or "name" not in answer:
+        raise ClientError(f"ComfyUI answered HTTP {status} to POST /upload/image: "
+                          f"{data[:300].decode('utf-8', 'replace')}")
+    return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
+
+
+# ----------------------------------------------------------------------------- workflow
+
+def load_workflow(workflow) -> dict:
+    """An API-format prompt from a path or a dict (copied)."""
+    if isinstance(workflow, dict):
+        prompt = copy.deepcopy(workflow)
+        where = "the workflow"
+    else:
+        path = Path(workflow)
+        if not path.is_file():
+            raise ClientError(f"workflow file not found: {path}")
+        try:
+            prompt = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ClientError(f"workflow {path} is not valid JSON: {e}") from None
+        where = str(path)
+    if isinstance(prompt, dict) and "nodes" in prompt and "links" in prompt:
+        raise ClientError(f"{where} is a UI-format workflow; export it from ComfyUI with "
+                          "'Export (API)' and pass that file")
+    if not isinstance(prompt, dict) or not prompt or not all(
+            isinstance(n, dict) and "class_type" in n for n in prompt.values()):
+        raise ClientError(f"{where} is not an API-format ComfyUI workflow "
+                          "({node_id: {class_type, inputs}})")
+    return prompt
+
+
+def _nodes(prompt: dict, class_type: str) -> list[str]:
+    return [nid for nid, n in prompt.items() if n.get("class_type") == class_type]
+
+
+def prepare_prompt(prompt: dict, image_name: str, *, sd_checkpoint: str | None = None,
+                   dossr_model: str | None = None, seed: int | None = None) -> dict:
+    """Set the image, model names and seed on a copy of *prompt*."""
+    prompt = copy.deepcopy(prompt)
+    loaders = _nodes(prompt, "LoadImage")
+    if not loaders:
+        raise ClientError("the workflow has no LoadImage node to feed the image into")
+    for nid in loaders:
+        prompt[nid].setdefault("inputs", {})["image"] = image_name
+    for value, class_type, key, option in (
+            (sd_checkpoint, "CheckpointLoaderSimple", "ckpt_name", "--sd-checkpoint"),
+            (dossr_model, "DoSSRModelLoader", "model_name", "--dossr-model")):
+        if value is None:
+            continue
+        ids = _nodes(prompt, class_type)
+        if not ids:
+            raise ClientError(f"{option} given, but the workflow has no {class_type} node")
+        for nid in ids:
+            prompt[nid].setdefault("inputs", {})[key] = value
+    if seed is not None:
+        hits = 0
+        for node in prompt.values():
+            for key in SEED_INPUTS:
+                inputs = node.get("inputs", {})
+                if key in inputs and not isinstance(inputs[key], list):  # a literal, not a link
+                    inputs[key] = int(seed)
+                    hits += 1
+        if not hits:
+            raise ClientError("--seed given, but no node of the workflow has a seed input")
+    return prompt
+
+
+# ----------------------------------------------------------------------------- running
+
+def queue_prompt(server: str, prompt: dict, client_id: str) -> str:
+    status, answer, data = _json(server, "POST", "/prompt", {"prompt": prompt, "client_id": client_id})
+    if status == 400 and isinstance(answer, dict):
+        raise PromptRejected(answer.get("error") or {}, answer.get("node_errors") or {})
+    if status != 200 or not isinstance(answer, dict) or "prompt_id" not in answer:
+        raise ClientError(f"ComfyUI answered HTTP {status} to POST /prompt: "
+                          f"{data[:300].decode('utf-8', 'replace')}")
+    return answer["prompt_id"]
+
+
+def _cancel(server: str, prompt_id: str) -> None:
+    try:
+        _json(server, "POST", "/queue", {"delete": [prompt_id]}, timeout=10)
+        _json(server, "POST", "/interrupt", {"prompt_id": prompt_id}, timeout=10)
+    except ClientError:
+        pass
+
+
+def wait_for(server: str, prompt_id: str, timeout: float, poll: float = 0.5) -> dict:
+    """The history entry of *prompt_id* once it has finished; raises on error/interruption."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, answer, _ = _json(server, "GET", "/history/" + urllib.parse.quote(prompt_id, safe=""))
+        except ServerUnreachable as e:
+            raise ServerUnreachable(f"lost the connection to ComfyUI while waiting for prompt "
+                                    f"{prompt_id}: {e}") from None
+        entry = answer.get(prompt_id) if status == 200 and isinstance(answer, dict) else None
+        if entry is not None:
+            break
+        if time.monotonic() > deadline:
+            _cancel(server, prompt_id)
+            raise Timeout(f"no result from ComfyUI after {timeout:g} s (prompt {prompt_id}); "
+                          "it was cancelled on the server. Pass a larger --timeout for big images")
+        time.sleep(poll)
+    messages = (entry.get("status") or {}).get("messages") or []
+    for event, data in messages:
+        if event == "execution_error":
+            raise ExecutionError(
+                f"ComfyUI failed at node {data.get('node_id')} ({data.get('node_type')}): "
+                f"{data.get('exception_type', 'error')}: {data.get('exception_message', '').strip()}")
+        if event == "execution_interrupted":
+            raise Interrupted(f"the prompt was interrupted at node {data.get('node_id')} "
+                              f"({data.get('node_type')})")
+    if (entry.get("status") or {}).get("status_str") not in (None, "success"):
+        raise ExecutionError(f"ComfyUI reported status {entry['status'].get('status_str')!r} "
+                             f"for prompt {prompt_id}")
+    return entry
+
+
+def output_images(entry: dict) -> list[dict]:
+    """The image records ({filename, subfolder, type}) of a history entry: saved ('output')
+    images, or if there are none, every image (previews)."""
+    images = [img for out in (entry.get("outputs") or {}).values() for img in out.get("images") or []]
+    saved = [img for img in images if img.get("type") == "output"]
+    return saved or images
+
+
+def _free_path(directory: Path, name: str) -> Path:
+    path = directory / name
+    stem, suffix = os.path.splitext(name)
+    n = 1
+    while path.exists():
+        path = directory / f"{stem}-{n}{suffix}"
+        n += 1
+    return path
+
+
+def download_images(server: str, entry: dict, output_dir) -> list[Path]:
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClientError(f"cannot create the output directory {output_dir}: {e.strerror}") from None
+    paths = []
+    for img in output_images(entry):
+        query = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img.get("subfolder", ""),
+                                        "type": img.get("type", "output")})
+        status, data = http(server, "GET", "/view?" + query, timeout=300)
+        if status != 200:
+            raise ClientError(f"ComfyUI answered HTTP {status} to GET /view for {img['filename']}")
+        path = _free_path(output_dir, os.path.basename(img["filename"]))
+        try:
+            path.write_bytes(data)
+        except OSError as e:
+            raise ClientError(f"cannot write {path}: {e.strerror}") from None
+        paths.append(path)
+    return paths
+
+
+def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None = None,
+                 dossr_model: str | None = None, seed: int | None = None, output_dir=".",
+                 timeout: float = 600.0, poll: float = 0.5, log=None) -> list[Path]:
+    """Upload *image_path*, run *workflow* (path or API dict) on *server* and download the
+    images; the written paths. Raises :class:`ClientError` with a user-facing message."""
+    log = log or (lambda msg: None)
+    server = normalise_server(server)
+    image_path = Path(image_path)
+    if not image_path.is_file():
+        raise ClientError(f"image file not found: {image_path}")
+    prompt = load_workflow(workflow)
+    name = upload_image(server, image_path)
+    log(f"uploaded {image_path} as {name}")
+    prompt = prepare_prompt(prompt, name, sd_checkpoint=sd_checkpoint, dossr_model=dossr_model, seed=seed)
+    t0 = time.monotonic()
+    prompt_id = queue_prompt(server, prompt, uuid.uuid4().hex)
+    log(f"queued prompt {prompt_id}")
+    entry = wait_for(server, prompt_id, timeout, poll)
+    paths = download_images(server, entry, output_dir)
+    if not paths:
+        raise ClientError("the workflow finished but produced no images (does it have a SaveImage node?)")
+    log(f"finished in {time.monotonic() - t0:.1f} s")
+    return paths
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="dossr_client.py",
+        description="Upscale an image with a DoSSR workflow on a running ComfyUI server.")
+    p.add_argument("image", help="the low-resolution input image")
+    p.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI URL (default {DEFAULT_SERVER})")
+    p.add_argument("--workflow", default=str(DEFAULT_WORKFLOW),
+                   help="API-format workflow JSON (default: dossr_x4_api.json next to this script)")
+    p.add_argument("--sd-checkpoint", help="ckpt_name for the CheckpointLoaderSimple node(s)")
+    p.add_argument("--dossr-model", help="model_name for the DoSSRModelLoader node(s)")
+    p.add_argument("--seed", type=int, help="seed for every node with a seed/noise_seed input")
+    p.add_argument("--output-dir", default=".", help="where to write the results (default: .)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for the result (default 600)")
+    args = p.parse_args(argv)
+    if args.timeout <= 0:
+        p.error("--timeout must be positive")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        paths = run_workflow(args.server, args.workflow, args.image, sd_checkpoint=args.sd_checkpoint,
+                             dossr_model=args.dossr_model, seed=args.seed, output_dir=args.output_dir,
+                             timeout=args.timeout, log=lambda m: print(m, file=sys.stderr))
+    except ClientError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: cancelled (the prompt may still be running on the server)", file=sys.stderr)
+        return 130
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
