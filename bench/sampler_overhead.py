@@ -7,7 +7,8 @@
    full-size ControlNet at that size (random weights), measured side by side.
 2. Peak RSS while loading a full-size random-weight checkpoint: a released-style
    .ckpt (fp32 DoSSR parts + ~3.4 GB of SD-prefixed tensors, ~5 GB in all) and
-   the converted fp16 .safetensors, each in a fresh process.
+   the converted fp16 .safetensors, each in a fresh process; both right after
+   loading (weights are mapped, not yet read) and after reading every weight.
 """
 
 from __future__ import annotations
@@ -68,15 +69,19 @@ LOAD_PROBE = textwrap.dedent("""
     before = peak_rss_kb()
     start = time.perf_counter()
     model = load_dossr({path!r})
-    print(before, peak_rss_kb(), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    loaded = peak_rss_kb()
+    nets = [model.controlnet, model.hint_encoder, model.preprocessor]
+    touched = sum(float(p.float().sum()) for net in nets for p in net.parameters())
+    print(before, loaded, peak_rss_kb(), seconds)
 """)
 
 
 def load_peak(path: str):
     out = subprocess.check_output([sys.executable, "-c", LOAD_PROBE.format(repo=str(REPO), path=path)],
                                   text=True)
-    before, after, seconds = out.split()[-3:]
-    return int(before) / 1024, int(after) / 1024, float(seconds)
+    before, loaded, used, seconds = out.split()[-4:]
+    return int(before) / 1024, int(loaded) / 1024, int(used) / 1024, float(seconds)
 
 
 def write_full_checkpoints(folder: str):
@@ -113,11 +118,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("DOSSR_BENCH_TMP")) as folder:
         dossr_bytes, ckpt, st = write_full_checkpoints(folder)
         print(f"\nDoSSR parts in fp32: {dossr_bytes / 1e9:.2f} GB")
-        print(f"{'file':<28}{'size GB':>9}{'RSS before':>12}{'peak':>9}{'growth':>9}{'load s':>8}")
+        print("peak RSS growth over the bare process: right after loading, and after every "
+              "weight has been read once")
+        print(f"{'file':<28}{'size GB':>9}{'RSS before':>12}{'loaded':>9}{'used':>9}{'load s':>8}")
         for path in (ckpt, st):
-            before, peak, seconds = load_peak(path)
+            before, loaded, used, seconds = load_peak(path)
             print(f"{os.path.basename(path):<28}{os.path.getsize(path) / 1e9:>9.2f}"
-                  f"{before:>10.0f}MB{peak:>7.0f}MB{peak - before:>7.0f}MB{seconds:>8.1f}")
+                  f"{before:>10.0f}MB{loaded - before:>7.0f}MB{used - before:>7.0f}MB{seconds:>8.1f}")
 
 
 if __name__ == "__main__":

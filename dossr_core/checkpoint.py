@@ -3,7 +3,8 @@
 The released ``.ckpt`` files are ~5 GB torch zip pickles that also carry a
 full SD 2.1-base copy. They are opened with torch's weights-only unpickler
 (no code in the file runs; any object but tensors and plain containers is
-refused) and memory-mapped, so only the DoSSR tensors are ever read. A
+refused) and memory-mapped copy-on-write, so only the DoSSR tensors are ever
+read, and only when first used. A
 ``.safetensors`` file with the same key names works the same way.
 """
 
@@ -103,8 +104,8 @@ def _read_torch_pickle(path: str, kind: str, wanted):
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a dictionary of tensors")
     keys = list(data)
-    # clone: the tensors are views of the memory-mapped file
-    return {k: v.clone() for k, v in data.items() if wanted(k) and isinstance(v, torch.Tensor)}, keys
+    # Views of the copy-on-write mapping: pages are read when the weights are first used.
+    return {k: v for k, v in data.items() if wanted(k) and isinstance(v, torch.Tensor)}, keys
 
 
 def read_dossr_tensors(path: str) -> dict:
