@@ -7,9 +7,11 @@ from .control import DoSSRApplyControlNet
 from .encode import DoSSRLREncode
 from .model import DoSSRModelLoader, register_folder
 from .sampler import DoSSRSampler, DoSSRSamplerSelect, DoSSRSigmas
+from .templates import install_template_filter
+from .tiling import DoSSRTiledDiffusion
 
 NODES = [DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
-         DoSSRSamplerSelect, DoSSRColorFix]
+         DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion]
 
 
 class DoSSRExtension(ComfyExtension):
@@ -19,4 +21,5 @@ class DoSSRExtension(ComfyExtension):
 
 async def comfy_entrypoint() -> DoSSRExtension:
     register_folder()
+    install_template_filter()
     return DoSSRExtension()

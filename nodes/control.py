@@ -15,6 +15,7 @@ import comfy.controlnet
 
 from .backbone import check_backbone
 from .io_types import DoSSRHint, DoSSRModel
+from .tiling import TILES_KEY
 
 
 class DoSSRControl(comfy.controlnet.ControlBase):
@@ -43,8 +44,17 @@ class DoSSRControl(comfy.controlnet.ControlBase):
         super().cleanup()
 
     def hint_for(self, x_noisy: torch.Tensor, batched_number: int, transformer_options: dict) -> torch.Tensor:
-        """The hint matching ``x_noisy``: same size, one per batch item (cond and uncond alike)."""
+        """The hint matching ``x_noisy``: same size, one per batch item (cond and uncond alike).
+
+        Under DoSSR Tiled Sampling ``x_noisy`` holds tiles (tile-major), and the
+        hint is cropped and stacked the same way.
+        """
         hint = self.cond_hint_original
+        tiles = transformer_options.get(TILES_KEY)
+        if tiles:
+            per_tile = x_noisy.shape[0] // (batched_number * len(tiles))
+            hint = torch.cat([t.of(hint).expand(per_tile, -1, -1, -1) if hint.shape[0] == 1 else t.of(hint)
+                              for t in tiles])
         if hint.shape[-2:] != x_noisy.shape[-2:]:
             raise ValueError(f"DoSSR: the hint is {hint.shape[-1]}x{hint.shape[-2]} latents but the "
                              f"latent being sampled is {x_noisy.shape[-1]}x{x_noisy.shape[-2]}: feed "

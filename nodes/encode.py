@@ -5,7 +5,7 @@
    reference.
 2. ``pre`` is padded to a multiple of 8 (replicate), then encoded twice: by the
    host's VAE (the LATENT the sampler starts from) and by DoSSR's own hint
-   encoder (the DOSSR_HINT).
+   encoder (the DOSSR_HINT). Above 1 megapixel both encoders run on tiles.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import comfy.utils
 
-from ..dossr_core.sizes import pad_to_multiple, resize, target_size
+from ..dossr_core.sizes import LATENT_MULTIPLE, pad_to_multiple, resize, target_size
 from .io_types import DoSSRHint, DoSSRModel
 
 PREPROCESS = ("rrdbnet", "bicubic", "none")
+TILED_ENCODE_PIXELS = 1024 * 1024
+ENCODE_TILE, ENCODE_OVERLAP = 512, 64
 RRDB_TILE, RRDB_OVERLAP = 512, 32
 
 
@@ -71,17 +73,36 @@ def prepare_reference(handle, pixels: torch.Tensor, scale: float, mode: str) -> 
     return resize(x4.clamp(0, 1), size)
 
 
-def encode_hint(handle, pre: torch.Tensor) -> torch.Tensor:
-    """The hint latent of the padded ``pre``, one image at a time."""
+def is_large(pixels: torch.Tensor) -> bool:
+    """Above this size the encoders run on tiles, so memory stays bounded."""
+    return pixels.shape[-2] * pixels.shape[-1] > TILED_ENCODE_PIXELS
+
+
+def encode_hint(handle, padded: torch.Tensor) -> torch.Tensor:
+    """The hint latent of the padded ``pre``: whole for normal sizes, on tiles when large."""
     mm.load_models_gpu([handle.encoder_patcher])
     device = handle.encoder_patcher.load_device
+    encode = lambda a: handle.hint_encoder(a.to(device, handle.dtype)).float()
+    if is_large(padded):
+        steps = padded.shape[0] * comfy.utils.get_tiled_scale_steps(
+            padded.shape[-1], padded.shape[-2], ENCODE_TILE, ENCODE_TILE, ENCODE_OVERLAP)
+        return comfy.utils.tiled_scale(padded, encode, tile_x=ENCODE_TILE, tile_y=ENCODE_TILE,
+                                       overlap=ENCODE_OVERLAP, upscale_amount=1 / LATENT_MULTIPLE,
+                                       out_channels=4, output_device=mm.intermediate_device(),
+                                       pbar=comfy.utils.ProgressBar(steps))
     hints = []
-    for image in pre.split(1):
+    for image in padded.split(1):
         mm.throw_exception_if_processing_interrupted()
-        with torch.inference_mode():
-            hints.append(handle.hint_encoder(image.to(device, handle.dtype)).float()
-                         .to(mm.intermediate_device()))
+        hints.append(encode(image).to(mm.intermediate_device()))
     return torch.cat(hints)
+
+
+def encode_latent(vae, padded: torch.Tensor) -> torch.Tensor:
+    """xhat0 by the host's VAE, through its tiled encoder when the image is large."""
+    pixels = padded.movedim(1, -1)
+    if is_large(padded):
+        return vae.encode_tiled(pixels, tile_x=ENCODE_TILE, tile_y=ENCODE_TILE, overlap=ENCODE_OVERLAP)
+    return vae.encode(pixels)
 
 
 class DoSSRLREncode(io.ComfyNode):
@@ -123,5 +144,5 @@ class DoSSRLREncode(io.ComfyNode):
         pre = prepare_reference(dossr_model, pixels, scale, preprocess)
         padded = pad_to_multiple(pre)
         hint = encode_hint(dossr_model, padded)
-        latent = vae.encode(padded.movedim(1, -1))
+        latent = encode_latent(vae, padded)
         return io.NodeOutput({"samples": latent}, pre.movedim(1, -1).contiguous(), hint)

@@ -146,7 +146,8 @@ class DoSSRModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name, dtype):
+    def validate_inputs(cls, model_name):
+        # only model_name: naming dtype here would switch off the host's own combo check
         if find_model_file(model_name) is None:
             return missing_file_message(model_name)
         return True
