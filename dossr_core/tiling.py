@@ -1,8 +1,8 @@
 """Overlapping tiles and their seamless blend, for denoising latents larger than the model's size.
 
 The denoiser runs on equal-sized tiles; each tile's output is weighted by a
-window that rises smoothly from near 0 at the tile's inner edges to 1 (and
-stays 1 along the image border), and the weighted outputs are normalised. The
+window that is 0 near the tile's inner edges and rises smoothly to 1 (it stays
+1 along the image border), and the weighted outputs are normalised. The
 result is one full-size x0_hat, so the solver keeps a single state and a
 single noise field for the whole image.
 """
@@ -50,12 +50,18 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
 
 
 def _ramp(length: int, start: int, size: int, overlap: int) -> torch.Tensor:
-    """1-D window of a tile at ``start``: raised-cosine ramps on the sides inside the image."""
+    """1-D window of a tile at ``start`` on the sides that lie inside the image.
+
+    Zero over the outer quarter of the overlap, where a tile's own border
+    effects (zero padding, missing context) are strongest, a raised cosine over
+    its middle half, one beyond. Two tiles overlapping by exactly ``overlap``
+    get complementary weights.
+    """
     w = torch.ones(length, dtype=torch.float64)
-    if overlap == 0:
+    if overlap < 4:
         return w
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(min(overlap, length), dtype=torch.float64) + 0.5)
-                                 / overlap)
+    d = torch.arange(min(overlap, length), dtype=torch.float64) + 0.5
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * ((d - overlap / 4) / (overlap / 2)).clamp(0, 1))
     if start > 0:
         w[:len(ramp)] = torch.minimum(w[:len(ramp)], ramp)
     if start + length < size:
@@ -64,7 +70,7 @@ def _ramp(length: int, start: int, size: int, overlap: int) -> torch.Tensor:
 
 
 def blend_window(tile: Tile, height: int, width: int, overlap: int) -> torch.Tensor:
-    """The tile's (h, w) blending weights, strictly positive."""
+    """The tile's (h, w) blending weights."""
     return _ramp(tile.h, tile.y, height, overlap)[:, None] * _ramp(tile.w, tile.x, width, overlap)[None, :]
 
 

@@ -29,15 +29,24 @@ def test_grid_is_row_major_and_of_one_size():
     assert cover.min() >= 1
 
 
-def test_window_is_one_along_the_image_border_and_positive_inside():
+def test_window_is_one_along_the_image_border_and_zero_at_inner_edges():
     tiles = tile_grid(100, 100, 64, 16)
     corner = blend_window(tiles[0], 100, 100, 16)
     assert corner[0, 0] == 1 and corner[:, 0].eq(1).sum() >= 48
-    assert corner.min() > 0 and corner[-1, -1] < 0.01
-    # weights of all tiles add to a smooth partition: no tile dominates at a border
-    total = torch.zeros(100, 100, dtype=torch.float64)
-    for t in tiles:
-        t.of(total).add_(blend_window(t, 100, 100, 16))
+    assert corner.min() >= 0 and corner[-1, -1] == 0 and corner[-4:, :].eq(0).all()
+
+
+def test_windows_of_neighbours_are_complementary_and_cover_everything():
+    exact = tile_grid(40, 88, 40, 16)           # starts 0, 24, 48: overlaps of exactly 16
+    assert [t.x for t in exact] == [0, 24, 48]
+    total = torch.zeros(40, 88, dtype=torch.float64)
+    for t in exact:
+        t.of(total).add_(blend_window(t, 40, 88, 16))
+    assert torch.allclose(total, torch.ones_like(total))
+    wider = tile_grid(40, 100, 40, 16)          # spread evenly: overlaps of 20
+    total = torch.zeros(40, 100, dtype=torch.float64)
+    for t in wider:
+        t.of(total).add_(blend_window(t, 40, 100, 16))
     assert total.min() > 0.99
 
 
