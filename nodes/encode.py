@@ -129,11 +129,11 @@ class DoSSRLREncode(io.ComfyNode):
                                        "ignored)."),
             ],
             outputs=[
-                io.Latent.Output("latent", tooltip="The start latent xhat0, padded to a multiple of "
+                io.Latent.Output("latent", display_name="latent", tooltip="The start latent xhat0, padded to a multiple of "
                                                    "8 px. Feed to the DoSSR sampler."),
-                io.Image.Output("reference", tooltip="The preprocessed image at the exact target "
+                io.Image.Output("reference", display_name="reference", tooltip="The preprocessed image at the exact target "
                                                      "size: the colour-fix reference."),
-                DoSSRHint.Output("hint", tooltip="The hint latent for the DoSSR ControlNet."),
+                DoSSRHint.Output("hint", display_name="hint", tooltip="The hint latent for the DoSSR ControlNet."),
             ],
         )
 

@@ -138,8 +138,8 @@ class DoSSRModelLoader(io.ComfyNode):
                                        "choice for the UNet on this device (fp32 on CPU)."),
             ],
             outputs=[
-                DoSSRModel.Output("dossr_model", tooltip="Feed to DoSSR LR Encode and the sampler."),
-                io.UpscaleModel.Output("upscale_model",
+                DoSSRModel.Output("dossr_model", display_name="dossr_model", tooltip="Feed to DoSSR LR Encode and the sampler."),
+                io.UpscaleModel.Output("upscale_model", display_name="upscale_model",
                                        tooltip="The RRDBNet x4 preprocessor, usable with the host's "
                                                "'Upscale Image (using Model)' node."),
             ],
