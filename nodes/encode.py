@@ -22,7 +22,7 @@ from .io_types import DoSSRHint, DoSSRModel
 PREPROCESS = ("rrdbnet", "bicubic", "none")
 TILED_ENCODE_PIXELS = 1024 * 1024
 ENCODE_TILE, ENCODE_OVERLAP = 512, 64
-RRDB_TILE, RRDB_OVERLAP = 512, 32
+RRDB_TILE, RRDB_OVERLAP = 256, 32   # at x4 a 512 px tile means 1 GB activations
 
 
 def check_image(image: torch.Tensor) -> None:
