@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..dossr_core.colorfix import COLOR_FIX_MODES, color_fix
 from ..dossr_core.sizes import crop_padding
+from .validation import check_choices
 
 
 class DoSSRColorFix(io.ComfyNode):
@@ -28,6 +29,10 @@ class DoSSRColorFix(io.ComfyNode):
             ],
             outputs=[io.Image.Output()],
         )
+
+    @classmethod
+    def validate_inputs(cls, mode):
+        return check_choices(mode=(mode, COLOR_FIX_MODES))
 
     @classmethod
     def execute(cls, image, reference, mode) -> io.NodeOutput:

@@ -51,8 +51,11 @@ class DoSSRControl(comfy.controlnet.ControlBase):
         """
         hint = self.cond_hint_original
         tiles = transformer_options.get(TILES_KEY)
+        per_tile = x_noisy.shape[0] // (batched_number * max(len(tiles or ()), 1))
+        if hint.shape[0] not in (1, per_tile):
+            raise ValueError(f"DoSSR: the latent has {per_tile} images but the hint has {hint.shape[0]}: "
+                             f"use the latent and hint of the same DoSSR LR Encode.")
         if tiles:
-            per_tile = x_noisy.shape[0] // (batched_number * len(tiles))
             hint = torch.cat([t.of(hint).expand(per_tile, -1, -1, -1) if hint.shape[0] == 1 else t.of(hint)
                               for t in tiles])
         if hint.shape[-2:] != x_noisy.shape[-2:]:

@@ -18,6 +18,7 @@ import comfy.utils
 
 from ..dossr_core.sizes import LATENT_MULTIPLE, pad_to_multiple, resize, target_size
 from .io_types import DoSSRHint, DoSSRModel
+from .validation import check_choices
 
 PREPROCESS = ("rrdbnet", "bicubic", "none")
 TILED_ENCODE_PIXELS = 1024 * 1024
@@ -136,6 +137,10 @@ class DoSSRLREncode(io.ComfyNode):
                 DoSSRHint.Output("hint", display_name="hint", tooltip="The hint latent for the DoSSR ControlNet."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, preprocess):
+        return check_choices(preprocess=(preprocess, PREPROCESS))
 
     @classmethod
     def execute(cls, image, dossr_model, vae, scale, preprocess) -> io.NodeOutput:

@@ -19,6 +19,7 @@ import folder_paths
 
 from ..dossr_core.checkpoint import CheckpointError, DoSSRConfig, load_dossr
 from .io_types import DoSSRModel
+from .validation import check_choices
 
 FOLDER = "dossr"
 SEARCHED = (FOLDER, "checkpoints")
@@ -146,11 +147,10 @@ class DoSSRModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name):
-        # only model_name: naming dtype here would switch off the host's own combo check
+    def validate_inputs(cls, model_name, dtype):
         if find_model_file(model_name) is None:
             return missing_file_message(model_name)
-        return True
+        return check_choices(dtype=(dtype, ["auto", *DTYPES]))
 
     @classmethod
     def execute(cls, model_name, dtype) -> io.NodeOutput:

@@ -22,6 +22,7 @@ from ..dossr_core.schedule import T1, DomainShiftSchedule, respaced_timesteps
 from .backbone import check_backbone
 from .control import apply_dossr_control
 from .io_types import DoSSRHint, DoSSRModel
+from .validation import check_choices
 
 ORDER_CHOICES = ["1", "2", "3", CORRECTED_THIRD_ORDER]
 MODES = ["sde", "ode"]
@@ -97,6 +98,10 @@ def sample_dossr(model, x, sigmas, extra_args=None, callback=None, disable=None,
                      callback=on_step)
 
 
+def check_solver_choices(order: str, mode: str):
+    return check_choices(order=(order, ORDER_CHOICES), mode=(mode, MODES))
+
+
 def dossr_sampler(order: str, mode: str):
     return comfy.samplers.KSAMPLER(sample_dossr, extra_options={"order": order, "ode": mode == "ode"})
 
@@ -137,6 +142,10 @@ class DoSSRSamplerSelect(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, order, mode):
+        return check_solver_choices(order, mode)
+
+    @classmethod
     def execute(cls, order, mode) -> io.NodeOutput:
         return io.NodeOutput(dossr_sampler(order, mode))
 
@@ -174,13 +183,14 @@ class DoSSRSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, order, mode):
+        return check_solver_choices(order, mode)
+
+    @classmethod
     def execute(cls, model, dossr_model, positive, negative, latent, hint, seed, steps, order, mode,
                 cfg, control_strength) -> io.NodeOutput:
         check_backbone(model, dossr_model)
         samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-        if hint.shape[0] not in (1, samples.shape[0]):
-            raise ValueError(f"DoSSR: the latent has {samples.shape[0]} images but the hint has "
-                             f"{hint.shape[0]}: use the latent and hint of the same DoSSR LR Encode.")
         positive, negative = apply_dossr_control(positive, negative, dossr_model, hint, control_strength)
         sigmas = dossr_sigmas(model.get_model_object("model_sampling"), steps)
         noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
