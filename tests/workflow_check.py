@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS_DIR = REPO / "workflows"
 EXAMPLES_DIR = REPO / "example_workflows"
 SNAPSHOT = REPO / "tests" / "data" / "object_info.json"
+DOSSR_NODE_IDS = ("DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRApplyControlNet",
+                  "DoSSRSigmas", "DoSSRSamplerSelect", "DoSSRColorFix", "DoSSRTiledDiffusion")
 REFRESH_COMMAND = "COMFYUI_PATH=/path/to/ComfyUI python -m tests.workflow_check --refresh-snapshot"
 
 #: Inputs whose options are the files of a host folder: (class, input) -> folder. The
@@ -572,11 +574,13 @@ def normalise_definition(class_type: str, defn: dict) -> dict:
 
 
 def refresh_snapshot(out=SNAPSHOT, comfyui=None) -> int:
-    """Re-record ``out`` from the host for every class (and model name) the shipped workflows use."""
+    """Re-record ``out`` from the host for every DoSSR node and every class (and model name)
+    the shipped workflows use."""
     from tests.hostlib import object_info_snapshot
 
     workflows = [load_json(p) for p in shipped_workflows().values()]
-    argv = [str(out), "--nodes", ",".join(classes_used(*workflows))]
+    classes = sorted(set(classes_used(*workflows)) | set(DOSSR_NODE_IDS))
+    argv = [str(out), "--nodes", ",".join(classes)]
     for spec in model_placeholders(*workflows):
         argv += ["--model", spec]
     if comfyui:

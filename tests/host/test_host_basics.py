@@ -9,9 +9,9 @@ from tests.host.conftest import DOSSR_MINI_RRDB, SD2_MINI
 from tests.hostlib.server import (EXTENSION_NODE_DIR, ComfyClient, PromptRejected, core_txt2img_prompt,
                                   png_size, read_unet_calls)
 
+from tests.workflow_check import DOSSR_NODE_IDS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
-DOSSR_NODE_IDS = ["DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRApplyControlNet",
-                  "DoSSRSigmas", "DoSSRSamplerSelect", "DoSSRColorFix"]
 
 
 def test_server_loads_extension_without_import_errors(comfy_server):
