@@ -232,8 +232,9 @@ def test_ui_layout_runs_left_to_right(name):
 
 def test_example_workflows_are_identical_copies_of_the_ui_workflows():
     examples = sorted(p.name for p in wc.EXAMPLES_DIR.glob("*"))
-    assert examples == sorted(f"{n}.json" for n in UI_NAMES), (
-        "example_workflows/ must hold exactly the UI workflows of workflows/ (no API files)")
+    assert examples == sorted([f"{n}.json" for n in UI_NAMES] + [f"{n}.jpg" for n in UI_NAMES]), (
+        "example_workflows/ must hold exactly the UI workflows of workflows/ (no API files) "
+        "and their template thumbnails <name>.jpg")
     for name in UI_NAMES:
         copy_bytes = (wc.EXAMPLES_DIR / f"{name}.json").read_bytes()
         assert copy_bytes == FILES[name].read_bytes(), (

@@ -281,6 +281,7 @@ def test_template_browser_shows_and_opens_the_ui_workflows(editor):
     shown = sorted(cards.evaluate_all("els => els.map(e => e.dataset.testid)"))
     assert shown == [f"template-workflow-{n}" for n in UI_NAMES]
     name = UI_NAMES[-1]
+    page.evaluate("() => window.app.graph.clear()")   # else the wait below can see the previous test's graph
     page.locator(f"[data-testid='template-workflow-{name}']").click()
     page.wait_for_function("(n) => window.app.graph._nodes.length === n",
                            arg=len(wc.load_json(wc.workflow_pairs()[name][0])["nodes"]), timeout=30_000)
