@@ -222,12 +222,29 @@ def comfy_base(tmp_path_factory, model_cache, sd2_mini_ckpt, dossr_mini_ckpt) ->
 def comfy_server(comfyui_path, comfy_base):
     """The session's server: extension + probe pack linked, fake models in place."""
     t0 = time.perf_counter()
-    server = hs.ComfyServer.start(comfyui_path, comfy_base)
-    TIMINGS["session server start (until /system_stats)"] = time.perf_counter() - t0
-    try:
+    with hs.ComfyServer.start(comfyui_path, comfy_base) as server:
+        TIMINGS["session server start (until /system_stats)"] = time.perf_counter() - t0
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture
+def server(comfy_server):
+    """The session's server, under the short name most host tests use."""
+    return comfy_server
+
+
+@pytest.fixture
+def add_model(comfy_server):
+    """``add_model(folder, name, source)``: link a model file into the server's models dir for
+    this test only (removed afterwards, so other tests see the usual model lists)."""
+    added = []
+
+    def add(folder: str, name: str, source) -> None:
+        added.append(comfy_server.add_model(folder, name, source))
+
+    yield add
+    for link in added:
+        link.unlink(missing_ok=True)
 
 
 @pytest.fixture

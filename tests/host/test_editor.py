@@ -93,11 +93,8 @@ def editor_server(comfyui_path, tmp_path_factory):
                 else:
                     hs.write_png(base / "input" / node["inputs"]["image"], 96, 64)
     _write_returning_user_settings(base)
-    server = hs.ComfyServer.start(comfyui_path, base)
-    try:
+    with hs.ComfyServer.start(comfyui_path, base) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _write_returning_user_settings(base: Path) -> None:
@@ -114,11 +111,8 @@ def bare_editor_server(comfyui_path, tmp_path_factory):
                                custom_nodes={hs.EXTENSION_NODE_DIR: hs.REPO}, input_images={})
     hs.write_png(base / "input" / "example.png", 96, 64)
     _write_returning_user_settings(base)
-    server = hs.ComfyServer.start(comfyui_path, base)
-    try:
+    with hs.ComfyServer.start(comfyui_path, base) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Editor:

@@ -37,11 +37,6 @@ INPUT_SUBFOLDER = "nodes_host"
 # ----------------------------------------------------------------------------- helpers
 
 @pytest.fixture
-def server(comfy_server):
-    return comfy_server
-
-
-@pytest.fixture
 def lr_image(comfy_server):
     """``lr_image(w, h, seed=0) -> name`` for LoadImage: a PNG written into the server's input dir."""
 
@@ -54,20 +49,6 @@ def lr_image(comfy_server):
         return f"{INPUT_SUBFOLDER}/{name}"
 
     return make
-
-
-@pytest.fixture
-def add_model(comfy_server):
-    """``add_model(folder, name, source)``: link a model file into the server's models dir for
-    this test only (removed afterwards, so other tests see the usual model lists)."""
-    added = []
-
-    def add(folder: str, name: str, source) -> None:
-        added.append(comfy_server.add_model(folder, name, source))
-
-    yield add
-    for link in added:
-        link.unlink(missing_ok=True)
 
 
 @pytest.fixture

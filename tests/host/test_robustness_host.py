@@ -167,24 +167,6 @@ def assert_serves_good_prompt(server) -> None:
     assert [png_size(p) for p in saved_images(server, entry, prompt)] == [(64, 64)]
 
 
-@pytest.fixture
-def server(comfy_server):
-    return comfy_server
-
-
-@pytest.fixture
-def add_model(comfy_server):
-    """``add_model(folder, name, source)`` for this test only (the link is removed after)."""
-    added = []
-
-    def add(folder: str, name: str, source) -> None:
-        added.append(comfy_server.add_model(folder, name, source))
-
-    yield add
-    for path in added:
-        path.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------------- 1. soak
 
 SOAK_PROMPTS = 50
