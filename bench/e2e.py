@@ -428,6 +428,20 @@ def loadavg() -> str:
         return "n/a"
 
 
+def save_json(path: Path, args, **fields) -> None:
+    """The raw results of a run (``--json``), with the arguments that produced them."""
+    path.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **fields},
+                               indent=1))
+
+
+def discard_base(base: Path, keep: bool) -> None:
+    """Remove a server's temporary base directory, or say where it was kept."""
+    if keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def host_version(comfy: Path) -> str:
     try:
         for line in (comfy / "comfyui_version.py").read_text().splitlines():
@@ -525,17 +539,13 @@ def main(argv=None) -> int:
         info["total"] = time.perf_counter() - t_total
         report(args, results, info)
         if args.json:
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                             "info": info, "results": results}, indent=1))
+            save_json(args.json, args, info=info, results=results)
     finally:
         if events is not None:
             events.close()
         if server is not None:
             server.stop()
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        discard_base(base, args.keep)
     return 0
 
 

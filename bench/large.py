@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -603,17 +602,12 @@ def main(argv=None) -> int:
         print()
         print(text, flush=True)
         if args.json:
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                             "info": info, "results": results, "report": text},
-                                            indent=1))
+            e2e.save_json(args.json, args, info=info, results=results, report=text)
     finally:
         for s in sessions:
             s.close()
         for base in bases:
-            if args.keep:
-                print(f"kept {base}")
-            else:
-                shutil.rmtree(base, ignore_errors=True)
+            e2e.discard_base(base, args.keep)
     return 0
 
 
