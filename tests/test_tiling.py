@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from dossr_core.sampling import sample_dos_sde
 from dossr_core.schedule import DomainShiftSchedule
-from dossr_core.tiling import Tile, blend_window, tile_grid, tile_starts, tiled_map
+from dossr_core.tiling import Tile, blend_window, even_tile, tile_count, tile_grid, tile_starts, tiled_map
 
 
 @pytest.mark.parametrize("size, tile, overlap", [(64, 64, 16), (65, 64, 16), (256, 64, 16),
@@ -17,6 +17,36 @@ def test_tiles_cover_evenly_with_at_least_the_overlap(size, tile, overlap):
     assert starts[0] == 0 and starts[-1] + length == size
     for a, b in zip(starts, starts[1:]):
         assert length - (b - a) >= overlap        # consecutive tiles overlap enough
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(128, 64, 8), (256, 64, 8), (512, 64, 8), (65, 64, 8),
+                                                 (64, 64, 8), (375, 64, 8), (256, 256, 32),
+                                                 (512, 256, 32), (1024, 256, 32), (777, 256, 32)])
+def test_even_tiles_are_as_few_as_full_tiles_and_no_longer_than_needed(size, tile, overlap):
+    length = even_tile(size, tile, overlap)
+    starts = tile_starts(size, length, overlap)
+    assert length <= tile
+    assert len(starts) == tile_count(size, tile, overlap)
+    assert starts[-1] + length == size
+    assert all(length - (b - a) >= overlap for a, b in zip(starts, starts[1:]))
+    if len(starts) > 1:                               # one shorter and the count would grow
+        assert tile_count(size, length - 1, overlap) > len(starts)
+
+
+def test_even_grid_work_is_the_overlaps_share_at_every_size():
+    """Full 64-latent tiles do 2.25x, 1.56x, 1.27x the work of a 1024/2048/4096 px image; even
+    ones 1.27x at each, so the encoders' time per megapixel does not depend on the size."""
+    ratios = []
+    for latent in (128, 256, 512):
+        tiles = tile_grid(latent, latent, 64, 8, even=True)
+        ratios.append(sum(t.h * t.w for t in tiles) / latent ** 2)
+    assert max(ratios) < 1.3 and max(ratios) / min(ratios) < 1.02, ratios
+
+
+@pytest.mark.parametrize("even", [False, True])
+def test_a_grid_smaller_than_one_tile_is_one_tile(even):
+    assert tile_grid(15, 40, 64, 16, even=even) == [Tile(0, 0, 15, 40)]
+    assert {(t.y, t.h) for t in tile_grid(15, 70, 64, 16, even=even)} == {(0, 15)}   # a strip
 
 
 def test_grid_is_row_major_and_of_one_size():
@@ -54,6 +84,22 @@ def test_a_pointwise_map_is_reproduced_exactly():
     x = torch.randn(2, 4, 70, 90)
     out = tiled_map(lambda xs, chunk: torch.tanh(xs) * 2, x, tile_grid(70, 90, 32, 8), 8, batch_tiles=3)
     assert torch.allclose(out, torch.tanh(x) * 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("zoom", [(8, 1), (1, 4), (2, 2)])
+def test_a_zoomed_local_map_is_reproduced_exactly(zoom):
+    """An encoder-like (8 px -> 1) or upscaler-like (1 -> 4 px) map that works cell by cell
+    gives the whole-image result through tiles, with its own channel count."""
+    inner, outer = zoom
+    x = torch.randn(2, 3, 40 * inner, 56 * inner)
+
+    def fn(xs, chunk=None):
+        cells = F.avg_pool2d(torch.tanh(xs), inner)
+        return F.interpolate(torch.cat([cells, cells[:, :1] * 2], 1), scale_factor=outer, mode="nearest")
+
+    out = tiled_map(fn, x, tile_grid(40, 56, 16, 4, even=True), 4, zoom=zoom)
+    assert out.shape == (2, 4, 40 * outer, 56 * outer)
+    torch.testing.assert_close(out, fn(x), rtol=0, atol=1e-6)
 
 
 def test_chunks_are_tile_major_and_carry_their_tiles():
