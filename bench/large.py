@@ -7,7 +7,7 @@ One ComfyUI server (127.0.0.1, a temporary base directory, like bench/e2e.py) wi
 full-size random-weight SD 2.1-base and DoSSR fakes (``--small``: the "mini" ones) runs the
 shipped tiled workflow ``workflows/dossr_x4_tiled_api.json`` for every output size S (square):
 an LR picture of S/4 px (smooth, synthetic, the same picture at every size) -> DoSSR LR Encode
-(x4, RRDBNet; tiled encoders above 1 MP) -> DoSSR Sampler on a MODEL patched by DoSSR Tiled
+(x4, RRDBNet; encoders on 512 px tiles beyond 512 px) -> DoSSR Sampler on a MODEL patched by DoSSR Tiled
 Sampling (512 px tiles, 128 px overlap, 4 tiles a batch) -> VAE Decode (Tiled) -> Color Fix ->
 SaveImage. Only model names, seed, steps and the input image are changed; a UNet-call probe
 (DoSSRTestCountUNet) sits between the checkpoint and the tiling patch, and a SaveLatent keeps

@@ -108,3 +108,55 @@ def test_one_tile_is_identical_to_untiled(comfy_server):
     one = _latents(comfy_server, comfy_server.run(_prompt(image, "one_tiled", tiled=True, tile_px=256)))
     for key in ("x0", "out"):
         assert torch.equal(whole[key], one[key]), key
+
+
+def _encode_prompt(image, prefix, vae_tiled):
+    """DoSSR LR Encode's latent, and the host's own encode of the same reference image
+    (whole with VAEEncode, or VAEEncodeTiled's three passes)."""
+    host = ({"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["6", 1], "vae": ["2", 2],
+             "tile_size": 512, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}}
+            if vae_tiled else {"class_type": "VAEEncode", "inputs": {"pixels": ["6", 1], "vae": ["2", 2]}})
+    g = {k: v for k, v in _prompt(image, prefix, tiled=False).items() if k in ("1", "2", "5", "6")}
+    g["7"] = host
+    g["8"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": f"{prefix}_ours"}}
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": f"{prefix}_host"}}
+    return g
+
+
+def _saved(server, history):
+    from safetensors.torch import load_file
+    out = {}
+    for result in history["outputs"].values():
+        for item in result.get("latents", []):
+            path = server.base_dir / "output" / item["subfolder"] / item["filename"]
+            out["ours" if "_ours" in item["filename"] else "host"] = load_file(str(path))["latent_tensor"]
+    return out
+
+
+def _column_jumps(latent):
+    """Mean |first difference| between neighbouring latent columns."""
+    return (latent[..., :, 1:] - latent[..., :, :-1]).abs().mean(dim=(0, 1, 2))
+
+
+def test_large_image_encode_has_no_seams_beyond_the_hosts_three_pass_tiling(comfy_server):
+    """A 704 px wide reference is encoded on two equal 416 px tiles (latent columns 0-52 and
+    36-88). Away from the image border, where the mini VAE's own border effects are, its latent
+    changes from column to column no faster than the host's VAEEncodeTiled (three passes of
+    512 px tiles) makes it."""
+    w, h = 176, 40
+    image = _write_lr(comfy_server.base_dir, "encode_gradient.png", _gradient(w, h))
+    single = _saved(comfy_server, comfy_server.run(_encode_prompt(image, "enc_whole", False)))
+    three = _saved(comfy_server, comfy_server.run(_encode_prompt(image, "enc_three", True)))["host"]
+    ours, whole = single["ours"], single["host"]
+    assert ours.shape == whole.shape == three.shape == (1, 4, h // 2, w // 2)
+    assert [(t.x, t.w) for t in tile_grid(h // 2, w // 2, 64, 16, even=True)] == [(0, 52), (36, 52)]
+    assert not torch.equal(ours, whole)                          # it really ran on tiles
+    inner = slice(16, w // 2 - 16)
+    ours_jump, three_jump = (_column_jumps(t)[inner].max().item() for t in (ours, three))
+    assert ours_jump <= three_jump, (ours_jump, three_jump, _column_jumps(whole)[inner].max().item())
+
+
+def test_encode_of_an_image_within_one_tile_is_the_hosts_whole_encode(comfy_server):
+    image = _write_lr(comfy_server.base_dir, "encode_small.png", _gradient(128, 40))   # 512x160 px
+    saved = _saved(comfy_server, comfy_server.run(_encode_prompt(image, "enc_small", False)))
+    assert torch.equal(saved["ours"], saved["host"])
