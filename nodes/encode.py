@@ -45,8 +45,9 @@ def check_image(image: torch.Tensor) -> None:
 def tiled(fn, x: torch.Tensor, tile: int, overlap: int, zoom: tuple[int, int]) -> torch.Tensor:
     """``fn`` over equal overlapping tiles of ``x`` (B, C, H, W), blended like the sampler's tiles.
 
-    ``tile`` and ``overlap`` are in cells of ``zoom[0]`` input px (see ``tiled_map``); an ``x``
-    that fits in one tile is passed to ``fn`` whole. Progress and interruption per tile.
+    ``tile`` and ``overlap`` are in cells of ``zoom[0]`` input px (see ``tiled_map``, which also
+    casts each output to float32); an ``x`` that fits in one tile is passed to ``fn`` whole.
+    Progress and interruption per tile.
     """
     tiles = tile_grid(x.shape[-2] // zoom[0], x.shape[-1] // zoom[0], tile, overlap, even=True)
     bar = comfy.utils.ProgressBar(len(tiles))
@@ -65,7 +66,7 @@ def run_preprocessor(net, pixels: torch.Tensor, device, dtype) -> torch.Tensor:
     tile = RRDB_TILE
     while True:
         try:
-            return tiled(lambda a: net(a.to(device, dtype)).float(), pixels, tile, RRDB_OVERLAP,
+            return tiled(lambda a: net(a.to(device, dtype)), pixels, tile, RRDB_OVERLAP,
                          (1, net.scale))
         except mm.OOM_EXCEPTION:
             tile //= 2
@@ -93,7 +94,7 @@ def encode_hint(handle, padded: torch.Tensor) -> torch.Tensor:
     """The hint latent of the padded ``pre`` by DoSSR's hint encoder."""
     mm.load_models_gpu([handle.encoder_patcher])
     device = handle.encoder_patcher.load_device
-    return tiled(lambda a: handle.hint_encoder(a.to(device, handle.dtype)).float(), padded,
+    return tiled(lambda a: handle.hint_encoder(a.to(device, handle.dtype)), padded,
                  ENCODE_TILE, ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
 
 
@@ -105,7 +106,7 @@ def encode_latent(vae, padded: torch.Tensor) -> torch.Tensor:
     sampler's window, which ignores the outer quarter of each overlap where a tile's border
     effects are.
     """
-    return tiled(lambda a: vae.encode(a.movedim(1, -1)).float(), padded, ENCODE_TILE,
+    return tiled(lambda a: vae.encode(a.movedim(1, -1)), padded, ENCODE_TILE,
                  ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
 
 

@@ -59,13 +59,14 @@ def _prompt(image, prefix, tiled, tile_px=TILE_PX, seed=5):
     return g
 
 
-def _latents(server, history):
+def _latents(server, history, key=lambda name: "x0" if "_x0" in name else "out"):
+    """The prompt's saved latents by ``key(filename)``."""
     from safetensors.torch import load_file
     out = {}
     for node, result in history["outputs"].items():
         for item in result.get("latents", []):
             path = server.base_dir / "output" / item["subfolder"] / item["filename"]
-            out["x0" if "_x0" in item["filename"] else "out"] = load_file(str(path))["latent_tensor"]
+            out[key(item["filename"])] = load_file(str(path))["latent_tensor"]
     return out
 
 
@@ -124,13 +125,7 @@ def _encode_prompt(image, prefix, vae_tiled):
 
 
 def _saved(server, history):
-    from safetensors.torch import load_file
-    out = {}
-    for result in history["outputs"].values():
-        for item in result.get("latents", []):
-            path = server.base_dir / "output" / item["subfolder"] / item["filename"]
-            out["ours" if "_ours" in item["filename"] else "host"] = load_file(str(path))["latent_tensor"]
-    return out
+    return _latents(server, history, key=lambda name: "ours" if "_ours" in name else "host")
 
 
 def _column_jumps(latent):
