@@ -369,16 +369,21 @@ def test_hostlib_png_and_multipart(tmp_path):
     assert parts["image"] == ("a.png", "image/png", p.read_bytes())
 
 
-def test_hostlib_server_env_drops_repo_and_adds_stub(monkeypatch):
+def test_hostlib_server_env_drops_repo_and_adds_only_needed_stubs(monkeypatch):
     from tests.hostlib import server as hs
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), "/some/where"]))
     monkeypatch.setenv("DOSSR_TORCHVISION_STUB", "1")
-    hs.torchvision_importable.cache_clear()
+    monkeypatch.setenv("DOSSR_TORCHAUDIO_STUB", "0")
+    hs.importable.cache_clear()
     try:
         env = hs.server_env()
     finally:
-        hs.torchvision_importable.cache_clear()
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(hs.HOST_STUBS), "/some/where"]
+        hs.importable.cache_clear()
+    stubs, rest = env["PYTHONPATH"].split(os.pathsep)
+    assert rest == "/some/where"
+    entries = sorted(p.name for p in Path(stubs).iterdir())
+    assert entries == ["_dossr_stub.py", "torchvision"]  # a working torchaudio is not shadowed
     assert hs.comfy_tree_problem(None) == "COMFYUI_PATH is not set"
     assert "not a ComfyUI tree" in hs.comfy_tree_problem(str(REPO))
+

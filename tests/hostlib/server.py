@@ -28,6 +28,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -79,16 +80,22 @@ def _same_path(a, b) -> bool:
 def _clean_pythonpath(value: str | None) -> list[str]:
     """PYTHONPATH entries minus the repo root (its ``nodes``/``tests`` would shadow the host's)."""
     return [p for p in (value or "").split(os.pathsep)
-            if p and not _same_path(p, REPO) and not _same_path(p, HOST_STUBS)]
+            if p and not _same_path(p, REPO) and not _same_path(p, HOST_STUBS)
+            and Path(p).parent.name != "dossr-host-stubs"]
+
+
+#: Packages the hosts import at start-up that may not load here; each has an import-only
+#: stand-in in tests/host_stubs, used only where the real package cannot be imported.
+STUBBED_PACKAGES = ("torchvision", "torchaudio")
 
 
 @functools.lru_cache(maxsize=None)
-def torchvision_importable(python: str = sys.executable) -> bool:
-    """Whether ``import torchvision`` works in *python* (without the stand-in on the path).
+def importable(package: str, python: str = sys.executable) -> bool:
+    """Whether ``import <package>`` works in *python* (without any stand-in on the path).
 
-    ``DOSSR_TORCHVISION_STUB=1`` / ``0`` forces the answer (1 = use the stub = not importable).
+    ``DOSSR_<PACKAGE>_STUB=1`` / ``0`` forces the answer (1 = use the stand-in = not importable).
     """
-    forced = os.environ.get("DOSSR_TORCHVISION_STUB")
+    forced = os.environ.get(f"DOSSR_{package.upper()}_STUB")
     if forced in ("0", "1"):
         return forced == "0"
     env = dict(os.environ)
@@ -97,18 +104,39 @@ def torchvision_importable(python: str = sys.executable) -> bool:
         env["PYTHONPATH"] = os.pathsep.join(parts)
     else:
         env.pop("PYTHONPATH", None)
-    r = subprocess.run([python, "-c", "import torchvision"], env=env, cwd="/",
+    r = subprocess.run([python, "-c", f"import {package}"], env=env, cwd="/",
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     return r.returncode == 0
 
 
+def stubs_needed(python: str = sys.executable) -> tuple[str, ...]:
+    """The stubbed packages that *python* cannot import."""
+    return tuple(p for p in STUBBED_PACKAGES if not importable(p, python))
+
+
+def stub_path(packages) -> Path:
+    """A folder holding only the stand-ins of *packages* (links into tests/host_stubs), to
+    put on PYTHONPATH: a stand-in never shadows a real package that works."""
+    folder = Path(tempfile.gettempdir()) / "dossr-host-stubs" / "-".join(sorted(packages))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*packages, "_dossr_stub.py"):
+        target = HOST_STUBS / name
+        entry = folder / name
+        if not (entry.is_symlink() and _same_path(entry, target)):
+            if entry.is_symlink() or entry.exists():
+                entry.unlink()
+            entry.symlink_to(target)
+    return folder
+
+
 def server_env(python: str = sys.executable) -> dict:
-    """Environment for the server: PYTHONPATH without the repo root, plus the torchvision
-    stand-in (tests/host_stubs) when the real torchvision cannot be imported."""
+    """Environment for the server: PYTHONPATH without the repo root, plus the stand-ins
+    (tests/host_stubs) of the start-up packages that *python* cannot import."""
     env = dict(os.environ)
     parts = _clean_pythonpath(env.get("PYTHONPATH"))
-    if not torchvision_importable(python):
-        parts.insert(0, str(HOST_STUBS))
+    needed = stubs_needed(python)
+    if needed:
+        parts.insert(0, str(stub_path(needed)))
     if parts:
         env["PYTHONPATH"] = os.pathsep.join(parts)
     else:

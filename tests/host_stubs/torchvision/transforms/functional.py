@@ -2,7 +2,7 @@
 
 import enum
 
-from .._stub import missing_attribute as _missing_attribute, unavailable as _unavailable
+from _dossr_stub import missing_attribute as _missing_attribute, unavailable as _unavailable
 
 
 class InterpolationMode(enum.Enum):
@@ -17,8 +17,8 @@ class InterpolationMode(enum.Enum):
     LANCZOS = "lanczos"
 
 
-rotate = _unavailable("transforms.functional.rotate")  # spandrel LaMa (forward only)
-normalize = _unavailable("transforms.functional.normalize")  # spandrel RestoreFormer (forward only)
-resize = _unavailable("transforms.functional.resize")  # comfy/ldm/cosmos (forward with padding_mask)
+rotate = _unavailable("torchvision.transforms.functional.rotate")  # spandrel LaMa (forward only)
+normalize = _unavailable("torchvision.transforms.functional.normalize")  # spandrel RestoreFormer (forward only)
+resize = _unavailable("torchvision.transforms.functional.resize")  # comfy/ldm/cosmos (forward with padding_mask)
 
 __getattr__ = _missing_attribute(__name__)
