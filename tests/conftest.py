@@ -26,3 +26,13 @@ def load_golden(name: str):
         pytest.skip(f"reference data {path} not found (set DOSSR_GOLDEN_DIR)")
     with open(path) as f:
         return json.load(f)
+
+
+def pytest_report_header(config):
+    """Name the host the host tests run against, so every result says where it came from."""
+    from tests.hostlib.server import comfy_tree_problem, host_version
+
+    tree = os.environ.get("COMFYUI_PATH")
+    if comfy_tree_problem(tree):
+        return "ComfyUI host: none (host tests skipped)"
+    return f"ComfyUI host: {host_version(tree)} at {tree}"

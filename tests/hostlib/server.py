@@ -23,6 +23,7 @@ import copy
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -68,6 +69,16 @@ def comfy_tree_problem(path, label: str = "COMFYUI_PATH") -> str | None:
     if missing:
         return f"{label}={path} is not a ComfyUI tree (missing {', '.join(missing)})"
     return None
+
+
+def host_version(path) -> str:
+    """The host's version from its ``comfyui_version.py`` (read, never imported), or "unknown"."""
+    try:
+        text = (Path(path) / "comfyui_version.py").read_text()
+    except OSError:
+        return "unknown"
+    m = re.search(r"__version__\s*=\s*[\"']([^\"']+)", text)
+    return m.group(1) if m else "unknown"
 
 
 def _same_path(a, b) -> bool:
