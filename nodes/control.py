@@ -16,6 +16,8 @@ import comfy.controlnet
 from .backbone import check_backbone
 from .io_types import DoSSRHint, DoSSRModel
 from .tiling import TILES_KEY
+from .host_compat import schema
+from .menu import CATEGORY, search_aliases
 
 
 class DoSSRControl(comfy.controlnet.ControlBase):
@@ -29,6 +31,17 @@ class DoSSRControl(comfy.controlnet.ControlBase):
     def copy(self):
         c = DoSSRControl(self.dossr_model)
         self.copy_to(c)
+        return c
+
+    def deepclone_multigpu(self, load_device, autoregister=False):
+        """A copy with its own ControlNet on *load_device*, for hosts that split sampling over
+        several GPUs ("MultiGPU CFG Split"); registered in ``multigpu_clones`` if asked."""
+        c = self.copy()
+        c.dossr_model = self.dossr_model.for_device(load_device)
+        if autoregister:
+            if not hasattr(self, "multigpu_clones"):
+                self.multigpu_clones = {}
+            self.multigpu_clones[load_device] = c
         return c
 
     def get_models(self):
@@ -112,10 +125,11 @@ def apply_dossr_control(positive, negative, dossr_model, hint, strength: float,
 class DoSSRApplyControlNet(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRApplyControlNet",
             display_name="DoSSR Apply ControlNet",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("controlnet", "apply controlnet"),
             description=("Attaches the DoSSR ControlNet to conditioning, like the host's Apply "
                          "ControlNet, so any sampler (SamplerCustomAdvanced, KSampler) uses it."),
             inputs=[

@@ -27,15 +27,29 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, mm.OOM_EXCEPTION)
 
 
-def model_patcher_class():
-    """The host's plain model patcher (``CoreModelPatcher`` where it exists)."""
-    return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+class WholePatcher(comfy.model_patcher.ModelPatcher):
+    """A host patcher for plain torch networks: loaded whole or offloaded whole.
+
+    A partial (low-VRAM) load moves only the layers it has room for and leaves the rest to
+    be cast on the fly, which the host can do for its own ``comfy.ops`` layers but not for
+    plain ``nn.Module`` ones: they would stay on the offload device and the next forward
+    would mix devices. Dynamic VRAM patchers ("aimdo") likewise stream only ``comfy.ops``
+    layers, so this subclasses the legacy patcher, never ``CoreModelPatcher``.
+    """
+
+    def load(self, device_to=None, lowvram_model_memory=0, force_patch_weights=False,
+             full_load=False, **kwargs):
+        return super().load(device_to, 0, force_patch_weights, True, **kwargs)
+
+    def partially_unload(self, device_to, memory_to_free=0, **kwargs):
+        return super().partially_unload(device_to, max(memory_to_free, self.model_size()), **kwargs)
 
 
-def new_patcher(module):
-    """A host patcher that loads *module* on the host's device and offloads it like a UNet."""
-    return model_patcher_class()(module, load_device=mm.get_torch_device(),
-                                 offload_device=mm.unet_offload_device())
+def new_patcher(module, load_device=None):
+    """A :class:`WholePatcher` that loads *module* on *load_device* (default: the host's
+    device) and offloads it where the host offloads a UNet."""
+    return WholePatcher(module, load_device=load_device or mm.get_torch_device(),
+                        offload_device=mm.unet_offload_device())
 
 
 def _schema_fields() -> set[str]:
@@ -50,3 +64,22 @@ def schema(**fields) -> io.Schema:
     """
     known = _schema_fields()
     return io.Schema(**{k: v for k, v in fields.items() if k in known})
+
+
+def host_checks_combos() -> bool:
+    """Whether the host's own validation rejects a schema-API combo value that is not one
+    of its options.
+
+    ComfyUI 0.3.64 checks only V1 option lists, so a bad value would reach ``execute``;
+    newer hosts check ``COMBO`` inputs of schema-API nodes too. There is no flag for this,
+    so the check looks for the combo type in the host's validator. When the source cannot
+    be read the answer is no, and the nodes keep their own check (one check either way:
+    the host skips inputs that a node's ``validate_inputs`` names).
+    """
+    import execution
+
+    try:
+        source = inspect.getsource(execution.validate_inputs)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return "Combo.io_type" in source

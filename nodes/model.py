@@ -7,6 +7,7 @@ so ``extra_model_paths.yaml`` entries named ``dossr`` work) or from
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -14,12 +15,13 @@ import torch
 from comfy_api.latest import io
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import folder_paths
 
 from ..dossr_core.checkpoint import CheckpointError, DoSSRConfig, load_dossr
+from .host_compat import new_patcher, schema
 from .io_types import DoSSRModel
-from .validation import check_choices
+from .validation import HOST_CHECKS_COMBOS, check_choices
+from .menu import CATEGORY, search_aliases
 
 FOLDER = "dossr"
 SEARCHED = (FOLDER, "checkpoints")
@@ -49,11 +51,15 @@ def find_model_file(name: str) -> str | None:
     return None
 
 
+RELEASE = "https://drive.google.com/drive/folders/1BTGRbAqXDSNWjyUnTLgDfmjd2xyu8GvP"
+
+
 def missing_file_message(name: str) -> str:
     searched = [p for folder in SEARCHED for p in folder_paths.get_folder_paths(folder)]
     return (f"DoSSR model file '{name}' was not found. Searched: {', '.join(searched)}. Put "
             f"dossr_default.ckpt (or its converted .safetensors) into {searched[0]} and press "
-            f"'Refresh' in the editor.")
+            f"'Refresh' in the editor. The authors' Google Drive folder is the only source "
+            f"({RELEASE}); any copy of the .ckpt works.")
 
 
 class DoSSRModelHandle:
@@ -68,16 +74,19 @@ class DoSSRModelHandle:
         self.path = path
         loaded = load_dossr(path, device=mm.unet_offload_device(), dtype=dtype)
         self.config: DoSSRConfig = loaded.config
-        self.control_patcher = self._patcher(loaded.controlnet)
+        self.control_patcher = new_patcher(loaded.controlnet)
         encoders = torch.nn.ModuleDict({"hint_encoder": loaded.hint_encoder})
         if loaded.preprocessor is not None:
             encoders["preprocessor"] = loaded.preprocessor
-        self.encoder_patcher = self._patcher(encoders)
+        self.encoder_patcher = new_patcher(encoders)
 
-    @staticmethod
-    def _patcher(module: torch.nn.Module):
-        return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(),
-                                                offload_device=mm.unet_offload_device())
+    def for_device(self, load_device) -> "DoSSRModelHandle":
+        """A copy whose ControlNet is its own network loaded on *load_device*, for the host's
+        multi-GPU clones of a control object (the encoders run before sampling, on one
+        device, and stay shared)."""
+        clone = copy.copy(self)
+        clone.control_patcher = new_patcher(copy.deepcopy(self.controlnet), load_device)
+        return clone
 
     @property
     def controlnet(self):
@@ -116,16 +125,20 @@ def upscale_model_from(handle: DoSSRModelHandle):
     descriptor = ModelLoader().load_from_state_dict(state)
     if not isinstance(descriptor, ImageModelDescriptor):
         return None
+    # The host's Upscale Image (using Model) loads the model through ``.patcher`` on newer
+    # hosts (its own loader attaches one); older hosts ignore the attribute.
+    descriptor.patcher = new_patcher(descriptor.model)
     return descriptor.eval()
 
 
 class DoSSRModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRModelLoader",
             display_name="DoSSR Model Loader",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("loader", "load model", "checkpoint"),
             description=("Loads the DoSSR ControlNet, hint encoder and RRDBNet preprocessor from a "
                          "DoSSR checkpoint. The Stable Diffusion 2.1-base backbone comes from the "
                          "host's own checkpoint loader."),
@@ -162,3 +175,13 @@ class DoSSRModelLoader(io.ComfyNode):
         except CheckpointError as err:
             raise ValueError(f"DoSSR: {err}") from None
         return io.NodeOutput(handle, upscale_model_from(handle))
+
+
+def _validate_model_name(cls, model_name):
+    """Where the host checks combos (dtype), the loader still checks the file itself: its
+    message says where the file should go, which "value not in list" does not."""
+    return True if find_model_file(model_name) is not None else missing_file_message(model_name)
+
+
+if HOST_CHECKS_COMBOS:
+    DoSSRModelLoader.validate_inputs = classmethod(_validate_model_name)

@@ -9,6 +9,10 @@ wrapper that appends one JSON line per UNet forward to ``log_path``::
 
 so a test process can count model evaluations, their batch sizes and whether a ControlNet
 residual dict reached the UNet.
+
+``DoSSRTestProbeLoading`` (DOSSR_MODEL, CONDITIONING) writes a JSON report of where the DoSSR
+networks' weights are after the host loads them (also under a partial load towards another
+device) and of the control object's multi-GPU clone.
 """
 
 import json
@@ -74,5 +78,83 @@ class DoSSRTestCountUNet:
         return (m,)
 
 
-NODE_CLASS_MAPPINGS = {"DoSSRTestCountUNet": DoSSRTestCountUNet}
-NODE_DISPLAY_NAME_MAPPINGS = {"DoSSRTestCountUNet": "DoSSR test: count UNet calls"}
+def _devices(module) -> list[str]:
+    return sorted({str(p.device) for p in module.parameters()} | {str(b.device) for b in module.buffers()})
+
+
+def _loading_report(patcher) -> dict:
+    """How a DoSSR patcher behaves under the host's loading: a real ``load_models_gpu``, and
+    a partial load / unload towards a load device that differs from the offload device
+    ("meta": nothing is computed, so a CPU machine can tell the two devices apart)."""
+    import copy
+
+    import torch
+
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    mm.load_models_gpu([patcher])
+    report = {"class": type(patcher).__name__, "load_device": str(patcher.load_device),
+              "after_load_models_gpu": _devices(patcher.model),
+              "loaded_size": patcher.loaded_size(), "model_size": patcher.model_size()}
+    meta, cpu = torch.device("meta"), torch.device("cpu")
+    for name, cls in (("ours", type(patcher)), ("plain", comfy.model_patcher.ModelPatcher)):
+        twin = cls(copy.deepcopy(patcher.model).to(cpu), load_device=meta, offload_device=cpu)
+        twin.partially_load(meta, extra_memory=1)  # the host found room for one byte only
+        report[f"{name}_partial_load"] = _devices(twin.model)
+        twin.partially_unload(cpu, memory_to_free=1)
+        report[f"{name}_partial_unload"] = _devices(twin.model)
+    return report
+
+
+def _multigpu_report(conditioning) -> dict:
+    import torch
+
+    control = conditioning[0][1]["control"]
+    meta = torch.device("meta")
+    clone = control.deepclone_multigpu(meta, autoregister=True)
+    ours, theirs = control.dossr_model, clone.dossr_model
+    return {
+        "class": type(clone).__name__,
+        "registered": getattr(control, "multigpu_clones", {}).get(meta) is clone,
+        "clone_load_device": str(theirs.control_patcher.load_device),
+        "original_load_device": str(ours.control_patcher.load_device),
+        "own_network": theirs.controlnet is not ours.controlnet,
+        "same_weights": all(torch.equal(a, b) for a, b in zip(theirs.controlnet.state_dict().values(),
+                                                               ours.controlnet.state_dict().values())),
+        "same_hint": clone.cond_hint_original is control.cond_hint_original,
+        "same_strength": clone.strength == control.strength,
+        "clone_models_devices": [str(m.load_device) for m in clone.get_models()],
+    }
+
+
+class DoSSRTestProbeLoading:
+    """Writes how the DoSSR patchers load and how the control object clones for multi-GPU."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "dossr_model": ("DOSSR_MODEL",),
+            "positive": ("CONDITIONING", {"tooltip": "conditioning with the DoSSR ControlNet attached"}),
+            "log_path": ("STRING", {"default": ""}),
+        }}
+
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "probe"
+    CATEGORY = "testing/dossr"
+    DESCRIPTION = "Test probe: reports DoSSR model loading and multi-GPU cloning as JSON."
+
+    def probe(self, dossr_model, positive, log_path):
+        report = {"control": _loading_report(dossr_model.control_patcher),
+                  "encoders": _loading_report(dossr_model.encoder_patcher),
+                  "multigpu": _multigpu_report(positive)}
+        with open(log_path, "w") as f:
+            json.dump(report, f)
+        return ()
+
+
+NODE_CLASS_MAPPINGS = {"DoSSRTestCountUNet": DoSSRTestCountUNet,
+                       "DoSSRTestProbeLoading": DoSSRTestProbeLoading}
+NODE_DISPLAY_NAME_MAPPINGS = {"DoSSRTestCountUNet": "DoSSR test: count UNet calls",
+                              "DoSSRTestProbeLoading": "DoSSR test: probe model loading"}
