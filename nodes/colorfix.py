@@ -6,16 +6,20 @@ from comfy_api.latest import io
 
 from ..dossr_core.colorfix import COLOR_FIX_MODES, color_fix
 from ..dossr_core.sizes import crop_padding
-from .validation import check_choices
+from .validation import check_choices, combos_only
+from .host_compat import schema
+from .menu import CATEGORY, search_aliases
 
 
+@combos_only
 class DoSSRColorFix(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRColorFix",
             display_name="DoSSR Color Fix",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("color fix", "colour fix", "color match", "wavelet"),
             description=("Corrects the colour drift of diffusion output against the preprocessed LR "
                          "image, and crops away the padding added for the latent, so the result has "
                          "exactly the target size."),

@@ -21,7 +21,9 @@ import comfy.utils
 from ..dossr_core.sizes import LATENT_MULTIPLE, pad_to_multiple, resize, target_size
 from ..dossr_core.tiling import tile_grid, tiled_map
 from .io_types import DoSSRHint, DoSSRModel
-from .validation import check_choices
+from .validation import check_choices, combos_only
+from .host_compat import schema
+from .menu import CATEGORY, search_aliases
 
 PREPROCESS = ("rrdbnet", "bicubic", "none")
 ENCODE_TILE, ENCODE_OVERLAP = 64, 16    # latents (512 px, 128 px): see encode_latent
@@ -110,13 +112,15 @@ def encode_latent(vae, padded: torch.Tensor) -> torch.Tensor:
                  ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
 
 
+@combos_only
 class DoSSRLREncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRLREncode",
             display_name="DoSSR LR Encode",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("encode", "low resolution", "rrdbnet", "esrgan"),
             description=("Prepares a low-resolution image for DoSSR: restores and upscales it with "
                          "the RRDBNet preprocessor, then encodes it into the latent sampling starts "
                          "from and the hint that steers the ControlNet."),

@@ -22,7 +22,9 @@ from ..dossr_core.schedule import T1, DomainShiftSchedule, respaced_timesteps
 from .backbone import check_backbone
 from .control import apply_dossr_control
 from .io_types import DoSSRHint, DoSSRModel
-from .validation import check_choices
+from .validation import check_choices, combos_only
+from .host_compat import schema
+from .menu import CATEGORY, search_aliases
 
 ORDER_CHOICES = ["1", "2", "3", CORRECTED_THIRD_ORDER]
 MODES = ["sde", "ode"]
@@ -109,10 +111,11 @@ def dossr_sampler(order: str, mode: str):
 class DoSSRSigmas(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRSigmas",
             display_name="DoSSR Sigmas",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("sigmas", "scheduler"),
             description=("The DoSSR timestep grid (steps + 1 timesteps below t1 = 500) as SIGMAS for "
                          "SamplerCustom/SamplerCustomAdvanced. Sampling starts half-way, from the LR "
                          "image, so half of the usual trajectory is skipped."),
@@ -127,13 +130,15 @@ class DoSSRSigmas(io.ComfyNode):
         return io.NodeOutput(dossr_sigmas(model.get_model_object("model_sampling"), steps))
 
 
+@combos_only
 class DoSSRSamplerSelect(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRSamplerSelect",
             display_name="DoSSR SDE Sampler",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("sampler", "sde", "ode"),
             description=("The DoS-SDE solver as a SAMPLER for SamplerCustom/SamplerCustomAdvanced; "
                          "use it with DoSSR Sigmas and a latent from DoSSR LR Encode."),
             inputs=[io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP),
@@ -150,13 +155,15 @@ class DoSSRSamplerSelect(io.ComfyNode):
         return io.NodeOutput(dossr_sampler(order, mode))
 
 
+@combos_only
 class DoSSRSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRSampler",
             display_name="DoSSR Sampler",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("sampler", "ksampler", "diffusion upscale"),
             description=("Super-resolves the LR latent with the DoS-SDE in a few steps, with the DoSSR "
                          "ControlNet steering your SD 2.1-base model. The same as DoSSR Apply "
                          "ControlNet + DoSSR Sigmas + DoSSR SDE Sampler in SamplerCustomAdvanced."),

@@ -16,6 +16,8 @@ import comfy.patcher_extension
 import comfy.utils
 
 from ..dossr_core.tiling import tile_grid, tiled_map
+from .host_compat import schema
+from .menu import CATEGORY, search_aliases
 
 TILES_KEY = "dossr_tiles"
 """transformer_options key: the tiles (latent rectangles) of the batch being evaluated."""
@@ -65,10 +67,11 @@ def tiled_predict_noise(tile: int, overlap: int, tile_batch: int):
 class DoSSRTiledDiffusion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="DoSSRTiledDiffusion",
             display_name="DoSSR Tiled Sampling",
-            category="DoSSR",
+            category=CATEGORY,
+            search_aliases=search_aliases("tiled", "tiles", "large image"),
             description=("Lets a sampler handle images larger than SD 2.1's 512 px: each step runs the "
                          "model on overlapping tiles and blends them into one seamless prediction, so "
                          "memory stays bounded. Put it between your MODEL and the DoSSR Sampler (or "

