@@ -99,10 +99,15 @@ def _loading_report(patcher) -> dict:
               "loaded_size": patcher.loaded_size(), "model_size": patcher.model_size()}
     meta, cpu = torch.device("meta"), torch.device("cpu")
     for name, cls in (("ours", type(patcher)), ("plain", comfy.model_patcher.ModelPatcher)):
+        # load towards meta, where the host found room for one byte only
         twin = cls(copy.deepcopy(patcher.model).to(cpu), load_device=meta, offload_device=cpu)
-        twin.partially_load(meta, extra_memory=1)  # the host found room for one byte only
+        twin.partially_load(meta, extra_memory=1)
         report[f"{name}_partial_load"] = _devices(twin.model)
-        twin.partially_unload(cpu, memory_to_free=1)
+        # loaded whole on the CPU, then the host asks for one byte back (offload: meta)
+        twin = cls(copy.deepcopy(patcher.model).to(cpu), load_device=cpu, offload_device=cpu)
+        twin.partially_load(cpu, extra_memory=1e32)
+        twin.offload_device = meta
+        twin.partially_unload(meta, memory_to_free=1)
         report[f"{name}_partial_unload"] = _devices(twin.model)
     return report
 
