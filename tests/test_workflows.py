@@ -451,3 +451,25 @@ def test_snapshot_normalisation_ignores_only_file_lists(info):
     c["input"]["required"]["ckpt_name"][0] = ["x.safetensors"]
     assert (wc.normalise_definition("CheckpointLoaderSimple", c)
             == wc.normalise_definition("CheckpointLoaderSimple", info["CheckpointLoaderSimple"]))
+
+
+def test_snapshot_comparison_ignores_what_hosts_add_and_catches_our_changes(info):
+    """The live-host check (tests/host/test_workflows_host.py) through its comparison alone."""
+    import copy
+
+    ours = info["DoSSRColorFix"]
+    grown = copy.deepcopy(ours)
+    grown.update(search_aliases=["upscale"], dev_only=False)
+    grown["input"]["required"]["mode"][1]["advanced"] = False
+    assert wc.snapshot_mismatches("DoSSRColorFix", ours, grown) == []
+    changed = copy.deepcopy(ours)
+    changed["input"]["required"]["mode"][1]["default"] = "adain"
+    changed["category"] = "DoSSR"
+    assert sorted(wc.snapshot_mismatches("DoSSRColorFix", ours, changed)) == [
+        "DoSSRColorFix.category", "DoSSRColorFix.input.required.mode[1].default"]
+    core = info["SaveImage"]
+    newer = copy.deepcopy(core)
+    newer.update(output=["IMAGE"], output_name=["IMAGE"], output_is_list=[False], category="image/save")
+    assert wc.snapshot_mismatches("SaveImage", core, newer) == []
+    del newer["input"]["required"]["filename_prefix"]
+    assert wc.snapshot_mismatches("SaveImage", core, newer) == ["SaveImage.input.required.filename_prefix (gone)"]

@@ -573,6 +573,43 @@ def normalise_definition(class_type: str, defn: dict) -> dict:
     return defn
 
 
+#: Keys of a core node's definition that are the host's own business (where it files the
+#: node, how it describes it); the workflows depend on the rest.
+CORE_PRESENTATION = ("category", "description", "display_name", "python_module")
+
+
+def snapshot_mismatches(class_type: str, recorded: dict, live: dict) -> list[str]:
+    """Where a live definition breaks what the recorded one promises (paths of the keys).
+
+    Hosts add keys over time (``search_aliases``, ``dev_only``, an input's ``advanced``), so
+    only what the snapshot holds is compared. A DoSSR node must match it exactly otherwise;
+    a core node may also grow lists (an output slot, a new option) and move categories.
+    """
+    ours = class_type in DOSSR_NODE_IDS
+    recorded = normalise_definition(class_type, recorded)
+    live = normalise_definition(class_type, live)
+    if not ours:
+        for key in CORE_PRESENTATION:
+            recorded.pop(key, None)
+    found: list[str] = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k, v in a.items():
+                if k not in b:
+                    found.append(f"{path}.{k} (gone)")
+                else:
+                    walk(v, b[k], f"{path}.{k}")
+        elif isinstance(a, list) and isinstance(b, list) and (len(a) == len(b) or (not ours and len(a) < len(b))):
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{path}[{i}]")
+        elif a != b:
+            found.append(path)
+
+    walk(recorded, live, class_type)
+    return found
+
+
 def refresh_snapshot(out=SNAPSHOT, comfyui=None) -> int:
     """Re-record ``out`` from the host for every DoSSR node and every class (and model name)
     the shipped workflows use."""

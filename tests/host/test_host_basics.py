@@ -7,7 +7,7 @@ import pytest
 
 from tests.host.conftest import DOSSR_MINI_RRDB, SD2_MINI
 from tests.hostlib.server import (EXTENSION_NODE_DIR, ComfyClient, PromptRejected, core_txt2img_prompt,
-                                  png_size, read_unet_calls)
+                                  png_size, read_unet_calls, strip_ansi)
 
 from tests.workflow_check import DOSSR_NODE_IDS  # noqa: E402
 
@@ -17,10 +17,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_server_loads_extension_without_import_errors(comfy_server):
     ext = comfy_server.base_dir / "custom_nodes" / EXTENSION_NODE_DIR
     assert ext.is_symlink() and ext.resolve() == REPO
-    log = comfy_server.log_text()
+    log = strip_ansi(comfy_server.log_text())
     # the host prints one line per custom node module with its import time (and
-    # "(IMPORT FAILED)" before the colon when the import raised)
-    loaded = r"^\s*[\d.]+ seconds: .*custom_nodes[/\\]" + re.escape(EXTENSION_NODE_DIR) + r"\s*$"
+    # "(IMPORT FAILED)" before the colon when the import raised); newer hosts start each
+    # line with a level such as "[INFO]"
+    loaded = r"\s[\d.]+ seconds: .*custom_nodes[/\\]" + re.escape(EXTENSION_NODE_DIR) + r"\s*$"
     assert re.search(loaded, log, re.M), log[-3000:]
     markers = ("IMPORT FAILED", "Cannot import", "Error while calling comfy_entrypoint",
                "skipping", "Skip ")

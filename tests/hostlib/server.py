@@ -81,6 +81,14 @@ def host_version(path) -> str:
     return m.group(1) if m else "unknown"
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """*text* without terminal colour codes (newer hosts colour their log lines)."""
+    return ANSI_ESCAPE.sub("", text)
+
+
 def _same_path(a, b) -> bool:
     try:
         return os.path.realpath(a) == os.path.realpath(b)
