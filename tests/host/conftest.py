@@ -45,6 +45,9 @@ SPANDREL_GROW_CH = 32
 
 TIMINGS: dict[str, float] = {}
 
+#: Cached model files of an older version are removed when they are older than this.
+STALE_SECONDS = 24 * 3600
+
 
 # ----------------------------------------------------------------------------- marking
 
@@ -102,13 +105,15 @@ class ModelCache:
 
     def get(self, name: str, writer) -> Path:
         """``<dir>/<name>``, made by ``writer(tmp_path)`` if absent. Names are
-        ``<key>-<version>.<ext>``; a new version replaces the older files of the same key."""
+        ``<key>-<version>.<ext>``; a new version replaces the older files of the same key
+        once they are a day old (another checkout's run may still be using them)."""
         path = self.dir / name
         if path.exists():
             return path
         key, _, _ = name.rpartition("-")
         for old in self.dir.glob(f"{key}-*"):
-            if old.name != name and old.name.rpartition("-")[0] == key:
+            if (old.name != name and old.name.rpartition("-")[0] == key
+                    and time.time() - old.stat().st_mtime > STALE_SECONDS):
                 old.unlink(missing_ok=True)
         tmp = self.dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         t0 = time.perf_counter()
