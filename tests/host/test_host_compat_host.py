@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from tests.host.dossr_prompts import PAPER_PROMPT, upscale_with_loader_prompt
-from tests.hostlib.server import png_size, write_png
+from tests.hostlib.server import PromptRejected, png_size, write_png
 
 from tests.host.conftest import DOSSR_MINI, SD2_MINI
 
@@ -101,3 +101,47 @@ def test_search_aliases_where_the_host_knows_them(comfy_server):
             assert {"upscale", "super resolution", "DoSSR"} <= set(aliases or ()), name
         else:
             assert not aliases, name
+
+
+def _host_checks_schema_combos(server) -> bool:
+    """Whether this host itself refuses a bad value of a core schema-API combo (the upscale
+    model loader's file list), found out by asking it."""
+    image = f"compat_combo_{uuid.uuid4().hex[:6]}.png"
+    write_png(server.base_dir / "input" / image, 8, 8)
+    prompt = {"load": {"class_type": "LoadImage", "inputs": {"image": image}},
+              "model": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "no_such_file.pth"}},
+              "up": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["model", 0],
+                                                                      "image": ["load", 0]}},
+              "save": {"class_type": "SaveImage", "inputs": {"images": ["up", 0], "filename_prefix": "x"}}}
+    try:
+        prompt_id = server.queue_prompt(prompt)
+    except PromptRejected as e:
+        assert "model" in (e.node_errors or {}), e
+        return True
+    server.wait(prompt_id, timeout=120)   # it fails while running; let it finish
+    return False
+
+
+@pytest.mark.parametrize("node, option, value", [
+    ("DoSSRColorFix", "mode", "sharpen"), ("DoSSRModelLoader", "dtype", "fp64")])
+def test_combo_values_are_checked_by_the_host_where_it_can(comfy_server, node, option, value):
+    """A bad choice is refused once: by the host's own check where the host has one, else by
+    the node (its message lists the options)."""
+    host_checks = _host_checks_schema_combos(comfy_server)
+    if node == "DoSSRModelLoader":
+        prompt = upscale_with_loader_prompt("unused.png", "compat/never")
+        prompt["dossr"]["inputs"]["dtype"] = value
+        target = "dossr"
+    else:
+        prompt = {"img": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8,
+                                                                 "batch_size": 1, "color": 0}},
+                  "fix": {"class_type": node, "inputs": {"image": ["img", 0], "reference": ["img", 0],
+                                                         "mode": value}},
+                  "save": {"class_type": "SaveImage", "inputs": {"images": ["fix", 0], "filename_prefix": "x"}}}
+        target = "fix"
+    with pytest.raises(PromptRejected) as exc:
+        comfy_server.queue_prompt(prompt)
+    errors = [e for e in exc.value.node_errors[target]["errors"] if e["extra_info"].get("input_name") == option]
+    assert len(errors) == 1, exc.value.node_errors
+    expected = "value_not_in_list" if host_checks else "custom_validation_failed"
+    assert errors[0]["type"] == expected, errors
