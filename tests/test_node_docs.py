@@ -24,7 +24,7 @@ def test_snapshot_has_all_dossr_nodes():
 def test_node_has_description_category_and_tooltips(name):
     info = NODES[name]
     assert len(info["description"]) > 40, name
-    assert info["category"] == "DoSSR" and info["display_name"].startswith("DoSSR")
+    assert info["category"] == "image/upscaling/DoSSR" and info["display_name"].startswith("DoSSR")
     inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
     missing = [k for k, (_, opts) in ((k, (v + [{}])[:2]) for k, v in inputs.items())
                if not (opts or {}).get("tooltip")]
