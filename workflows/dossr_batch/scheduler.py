@@ -89,6 +89,11 @@ class Pool:
             self.cond.notify_all()
             return again
 
+    def over(self) -> bool:
+        """Stopped, or nothing left: no job waiting and none running."""
+        with self.cond:
+            return self.stopped or not (self.pending or self.active)
+
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
@@ -294,7 +299,9 @@ class Scheduler:
                 else:
                     self._fail(job, f"gave up after {job.tries} tries; last: {reason}")
                 self.progress.idle(server.url, "down, waiting for it")
-                if not server.wait_back(self.server_wait, lambda: pool.stopped):
+                if not server.wait_back(self.server_wait, pool.over):
+                    if pool.over():
+                        return
                     self.progress.message(f"{server.url} did not come back within "
                                           f"{self.server_wait:g} s; not using it any more", always=True)
                     self.progress.idle(server.url, "gone")
