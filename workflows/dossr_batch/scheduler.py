@@ -25,6 +25,8 @@ from .ws import WebSocket, WebSocketError
 
 FINISH_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 LOST_CHECK_S = 2.0
+WS_CONNECT_S = 3.0
+POLL_S, POLL_WS_S = 0.1, 0.25
 
 
 def reachable(api, url: str) -> bool:
@@ -209,7 +211,7 @@ class Server:
                 if self.finished.is_set():
                     time.sleep(0.005)
                 else:
-                    self.finished.wait(0.5 if self.ws_connected.is_set() else 0.1)
+                    self.finished.wait(POLL_WS_S if self.ws_connected.is_set() else POLL_S)
         except self.api.ServerUnreachable as e:
             raise ServerLost(str(e)) from None
 
@@ -281,6 +283,8 @@ class Scheduler:
 
     def _worker(self, server: Server) -> None:
         pool = self.pool
+        # a prompt that ends before the websocket is up would only be seen by polling
+        server.ws_connected.wait(WS_CONNECT_S)
         while True:
             job = pool.take()
             if job is None:
