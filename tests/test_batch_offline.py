@@ -175,3 +175,35 @@ def test_batch_errors_are_messages_not_tracebacks(tree, tmp_path, capsys):
     assert "--per-image-seed needs --seed" in capsys.readouterr().err
     assert client.main([str(tmp_path / "nothing*.png")]) == 2
     assert "no image matches the pattern" in capsys.readouterr().err
+
+
+def _job(i):
+    from dossr_batch import scheduler
+
+    return scheduler.Job(i, inputs.Item(Path(f"{i}.png"), Path(f"{i}.png"), Path(f"{i}_x4.png")))
+
+
+def test_pool_hands_a_lost_image_back_first_and_only_for_its_tries():
+    from dossr_batch import scheduler
+
+    pool = scheduler.Pool([_job(0), _job(1)], tries=2)
+    first = pool.take()
+    first.tries += 1
+    assert pool.give_back(first, "server went away")
+    again = pool.take()
+    assert again is first  # first in line, before image 1
+    again.tries += 1
+    assert not pool.give_back(again, "server went away again")  # 2 tries used
+    last = pool.take()
+    assert last.index == 1
+    pool.finish(last, report.Result("1.png", "1_x4.png", report.DONE))
+    assert pool.take() is None and pool.over()
+    assert list(pool.results) == [1]
+
+
+def test_upload_names_follow_the_content():
+    from dossr_batch import scheduler
+
+    a = scheduler.upload_name(b"one", Path("x/a.PNG"))
+    assert a == scheduler.upload_name(b"one", Path("y/b.png")) and a.endswith(".png")
+    assert a != scheduler.upload_name(b"two", Path("x/a.PNG"))
