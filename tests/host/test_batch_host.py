@@ -127,6 +127,7 @@ def _successes(server) -> int:
                if (e.get("status") or {}).get("status_str") == "success")
 
 
+@pytest.mark.slow  # two fresh servers and their model loads: about two minutes on two cores
 def test_two_servers_share_the_batch_and_survive_one_stopping(start_comfy_server, tmp_path):
     a, b = start_comfy_server(), start_comfy_server()
     src = small_folder(tmp_path / "in", 8)
@@ -158,3 +159,31 @@ def test_two_servers_share_the_batch_and_survive_one_stopping(start_comfy_server
     retried = [e for e in entries.values() if e["tries"] > 1]
     assert len(retried) == 1 and retried[0]["server"] == a.url
     assert results(out) == {f"img_{i}_x4.png" for i in range(8)}
+
+
+def test_ctrl_c_cancels_only_this_clients_prompts(comfy_server, tmp_path):
+    src = small_folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(client_cmd(src, "--server", comfy_server.url, *MODELS, "--steps", 100,
+                                       "--seed", 9, "--output-dir", out),
+                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not comfy_server.queue()["queue_running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (ours,) = [item[1] for item in comfy_server.queue()["queue_running"]]
+        other = json.loads((REPO / "workflows" / "dossr_x4_api.json").read_text())
+        other["1"]["inputs"]["image"] = "dossr_test_16.png"
+        other["2"]["inputs"]["ckpt_name"], other["3"]["inputs"]["model_name"] = SD2_MINI, DOSSR_MINI
+        other["7"]["inputs"]["steps"] = 1
+        foreign = comfy_server.queue_prompt(other, client_id="someone-else")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "cancelled" in err and "Traceback" not in err
+    assert comfy_server.status_str(comfy_server.wait(foreign, timeout=300)) == "success"
+    assert comfy_server.execution_interrupted(comfy_server.wait(ours, timeout=60)) is not None
+    assert not out.exists() or not list(out.glob("*.png"))
