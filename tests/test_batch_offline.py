@@ -207,3 +207,35 @@ def test_upload_names_follow_the_content():
     a = scheduler.upload_name(b"one", Path("x/a.PNG"))
     assert a == scheduler.upload_name(b"one", Path("y/b.png")) and a.endswith(".png")
     assert a != scheduler.upload_name(b"two", Path("x/a.PNG"))
+
+
+def test_progress_line_and_estimate_ignore_skipped_images():
+    import io
+
+    from dossr_batch.progress import Progress
+
+    now = [100.0]
+    stream = io.StringIO()
+    p = Progress(5, stream=stream, live=True, now=lambda: now[0])
+    p.finished("skipped a.png", worked=False)  # already done: costs no time
+    p.busy("http://s1", "b.png")
+    now[0] += 10
+    p.step("http://s1", "b.png", "DoSSR Sampler", 2, 5)
+    assert p.line() == "1/5 images, 00:10 elapsed, estimating | http://s1: b.png DoSSR Sampler 2/5"
+    p.finished("done b.png", worked=True)
+    p.idle("http://s1")
+    assert p.remaining() == 30.0  # 10 s per upscaled image, 3 left
+    assert p.line() == "2/5 images, 00:10 elapsed, ~00:30 left"
+    assert "[2/5] done b.png\n" in stream.getvalue()
+
+
+def test_quiet_progress_prints_only_failures():
+    import io
+
+    from dossr_batch.progress import Progress
+
+    stream = io.StringIO()
+    p = Progress(2, stream=stream, quiet=True)
+    p.finished("done a.png", worked=True)
+    p.finished("failed b.png: boom", worked=True, failed=True)
+    assert stream.getvalue() == "[2/2] failed b.png: boom\n"

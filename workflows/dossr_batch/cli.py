@@ -69,7 +69,7 @@ def wants_batch(args) -> bool:
     specs = [args.image, *args.more]
     return bool(args.batch or args.more or len(args.servers) > 1 or args.recursive
                 or args.report or args.suffix is not None or args.per_image_seed
-                or any(os.path.isdir(s) or inputs._has_magic(s) for s in specs))
+                or any(os.path.isdir(s) or inputs.has_magic(s) for s in specs))
 
 
 def workflow_settings(args) -> dict:

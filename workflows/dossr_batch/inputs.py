@@ -41,7 +41,7 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _has_magic(text: str) -> bool:
+def has_magic(text: str) -> bool:
     return glob.has_magic(text)
 
 
@@ -50,7 +50,7 @@ def _glob_root(pattern: str) -> Path:
     parts = Path(pattern).parts
     fixed = []
     for part in parts:
-        if _has_magic(part):
+        if has_magic(part):
             break
         fixed.append(part)
     return Path(*fixed) if fixed else Path(".")
@@ -85,7 +85,7 @@ def discover(specs, recursive: bool = False) -> list[tuple[Path, Path]]:
                 add(p, rel)
         elif path.is_file():
             add(path, Path(path.name))
-        elif _has_magic(spec):
+        elif has_magic(spec):
             root = _glob_root(spec)
             matches = sorted(Path(m) for m in glob.glob(spec, recursive=recursive or "**" in spec))
             files = [m for m in matches if m.is_file() and is_image(m)]
