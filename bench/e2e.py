@@ -33,14 +33,11 @@ Prints ratios measured side by side in one run; it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
-import struct
 import sys
 import tempfile
 import threading
@@ -52,6 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.hostlib import server as hs  # noqa: E402
+
+sys.path.insert(0, str(REPO / "workflows"))
+from dossr_batch.ws import WebSocket  # noqa: E402
 
 SD_NAME = "bench_fake_sd2.safetensors"
 DOSSR_NAME = "bench_fake_dossr.safetensors"
@@ -124,92 +124,24 @@ def model_files(cache: Path, small: bool, seed: int = 0) -> tuple[Path, Path, fl
 # ----------------------------------------------------------------------------- websocket
 
 class EventLog:
-    """Minimal websocket client (standard library) for ``/ws?clientId=...``: a thread
-    records every JSON message as (arrival time.time(), type, data)."""
-
-    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    """The server's websocket messages for ``/ws?clientId=...`` (the batch client's
+    :class:`dossr_batch.ws.WebSocket`): a thread records every JSON message as
+    (arrival time.time(), type, data)."""
 
     def __init__(self, url: str, client_id: str):
-        parts = urllib.parse.urlsplit(url)
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?clientId={urllib.parse.quote(client_id)} HTTP/1.1\r\n"
-                           f"Host: {parts.hostname}:{parts.port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("websocket handshake: connection closed")
-            head += chunk
-        head, self.buf = head.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-        if " 101 " not in lines[0] + " " or headers.get("sec-websocket-accept") != accept:
-            raise ConnectionError(f"websocket handshake failed: {lines[0]}")
-        self.sock.settimeout(None)
+        self.ws = WebSocket(url, client_id, timeout=30)
         self.events: list[tuple[float, str, dict]] = []
         self.lock = threading.Lock()
-        self.send_lock = threading.Lock()
         self.closed = False
         self.thread = threading.Thread(target=self._read, name="ws-events", daemon=True)
         self.thread.start()
 
-    def _recv(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("websocket closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _send(self, opcode: int, payload: bytes = b"") -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 1 << 16:
-            head += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        with self.send_lock:
-            self.sock.sendall(head + mask + body)
-
     def _read(self) -> None:
-        parts, first_op = [], None
         try:
-            while True:
-                b0, b1 = self._recv(2)
-                op, n = b0 & 0x0F, b1 & 0x7F
-                if n == 126:
-                    n = struct.unpack(">H", self._recv(2))[0]
-                elif n == 127:
-                    n = struct.unpack(">Q", self._recv(8))[0]
-                mask = self._recv(4) if b1 & 0x80 else None
-                payload = self._recv(n)
-                if mask:
-                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-                if op == 0x8:
-                    break
-                if op == 0x9:
-                    self._send(0xA, payload)
-                    continue
-                if op in (0x1, 0x2):
-                    first_op, parts = op, []
-                if op in (0x0, 0x1, 0x2):
-                    parts.append(payload)
-                    if b0 & 0x80 and first_op == 0x1:
-                        arrived = time.time()
-                        msg = json.loads(b"".join(parts))
-                        with self.lock:
-                            self.events.append((arrived, msg.get("type"), msg.get("data") or {}))
-        except (OSError, ConnectionError, ValueError):
-            pass
+            for msg in self.ws.messages():
+                arrived = time.time()
+                with self.lock:
+                    self.events.append((arrived, msg.get("type"), msg.get("data") or {}))
         finally:
             self.closed = True
 
@@ -218,15 +150,7 @@ class EventLog:
             return [e for e in self.events if e[2].get("prompt_id") == prompt_id]
 
     def close(self) -> None:
-        try:
-            self._send(0x8, struct.pack(">H", 1000))
-        except OSError:
-            pass
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        self.ws.close()
         self.thread.join(5)
 
 

@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -142,18 +143,22 @@ def build_multipart(fields: dict, files: dict, boundary: str | None = None) -> t
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def upload_image(server: str, image_path, timeout: float = 120.0) -> str:
-    """POST /upload/image (overwrite=true); the name to put into a LoadImage node."""
+def upload_image(server: str, image_path, timeout: float = 120.0, *, name: str | None = None,
+                 data: bytes | None = None) -> str:
+    """POST /upload/image (overwrite=true), as *name* (default: the file's name) with *data*
+    (default: the file's bytes); the name to put into a LoadImage node."""
     image_path = Path(image_path)
-    if not image_path.is_file():
-        raise ClientError(f"image file not found: {image_path}")
-    ctype = mimetypes.guess_type(image_path.name)[0] or "application/octet-stream"
-    try:
-        data = image_path.read_bytes()
-    except OSError as e:
-        raise ClientError(f"cannot read the image {image_path}: {e.strerror}") from None
+    if data is None:
+        if not image_path.is_file():
+            raise ClientError(f"image file not found: {image_path}")
+        try:
+            data = image_path.read_bytes()
+        except OSError as e:
+            raise ClientError(f"cannot read the image {image_path}: {e.strerror}") from None
+    name = name or image_path.name
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     body, header = build_multipart({"overwrite": "true", "type": "input"},
-                                   {"image": (image_path.name, data, ctype)})
+                                   {"image": (name, data, ctype)})
     status, data = http(server, "POST", "/upload/image", body, {"Content-Type": header}, timeout)
     try:
         answer = json.loads(data)
@@ -229,8 +234,12 @@ def prepare_prompt(prompt: dict, image_name: str, *, sd_checkpoint: str | None =
 
 # ----------------------------------------------------------------------------- running
 
-def queue_prompt(server: str, prompt: dict, client_id: str) -> str:
-    status, answer, data = _json(server, "POST", "/prompt", {"prompt": prompt, "client_id": client_id})
+def queue_prompt(server: str, prompt: dict, client_id: str, prompt_id: str | None = None) -> str:
+    """POST /prompt; the prompt id (*prompt_id* if given: the server uses the caller's id)."""
+    payload = {"prompt": prompt, "client_id": client_id}
+    if prompt_id is not None:
+        payload["prompt_id"] = prompt_id
+    status, answer, data = _json(server, "POST", "/prompt", payload)
     if status == 400 and isinstance(answer, dict):
         raise PromptRejected(answer.get("error") or {}, answer.get("node_errors") or {})
     if status != 200 or not isinstance(answer, dict) or "prompt_id" not in answer:
@@ -264,6 +273,12 @@ def wait_for(server: str, prompt_id: str, timeout: float, poll: float = 0.5) -> 
             raise Timeout(f"no result from ComfyUI after {timeout:g} s (prompt {prompt_id}); "
                           "it was cancelled on the server. Pass a larger --timeout for big images")
         time.sleep(poll)
+    return check_entry(entry, prompt_id)
+
+
+def check_entry(entry: dict, prompt_id: str) -> dict:
+    """*entry* if its prompt succeeded; ExecutionError / Interrupted with the server's
+    message otherwise."""
     messages = (entry.get("status") or {}).get("messages") or []
     for event, data in messages:
         if event == "execution_error":
@@ -297,6 +312,16 @@ def _free_path(directory: Path, name: str) -> Path:
     return path
 
 
+def view_image(server: str, img: dict) -> bytes:
+    """The bytes of one image record of a history entry (GET /view)."""
+    query = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img.get("subfolder", ""),
+                                    "type": img.get("type", "output")})
+    status, data = http(server, "GET", "/view?" + query, timeout=300)
+    if status != 200:
+        raise ClientError(f"ComfyUI answered HTTP {status} to GET /view for {img['filename']}")
+    return data
+
+
 def download_images(server: str, entry: dict, output_dir) -> list[Path]:
     output_dir = Path(output_dir)
     try:
@@ -305,11 +330,7 @@ def download_images(server: str, entry: dict, output_dir) -> list[Path]:
         raise ClientError(f"cannot create the output directory {output_dir}: {e.strerror}") from None
     paths = []
     for img in output_images(entry):
-        query = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img.get("subfolder", ""),
-                                        "type": img.get("type", "output")})
-        status, data = http(server, "GET", "/view?" + query, timeout=300)
-        if status != 200:
-            raise ClientError(f"ComfyUI answered HTTP {status} to GET /view for {img['filename']}")
+        data = view_image(server, img)
         path = _free_path(output_dir, os.path.basename(img["filename"]))
         try:
             path.write_bytes(data)
@@ -344,12 +365,35 @@ def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None
     return paths
 
 
+def _batch_cli():
+    """The batch package next to this script (imported on demand; the script stays one file
+    to copy for single images)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from dossr_batch import cli
+    return cli
+
+
+def _api():
+    """This module's functions and errors as one object for the batch code (works however the
+    script was loaded, also when it is not in sys.modules)."""
+    return types.SimpleNamespace(**globals())
+
+
 def parse_args(argv=None) -> argparse.Namespace:
+    batch = _batch_cli()
     p = argparse.ArgumentParser(
         prog="dossr_client.py",
-        description="Upscale an image with a DoSSR workflow on a running ComfyUI server.")
-    p.add_argument("image", help="the low-resolution input image")
-    p.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI URL (default {DEFAULT_SERVER})")
+        description="Upscale images with a DoSSR workflow on running ComfyUI servers. One image "
+                    "file: the result keeps the workflow's name (e.g. DoSSR_x4_00001_.png). Several "
+                    "inputs, folders or patterns: a batch, each result named after its input "
+                    "(photo.jpg -> photo_x4.png), skipping results that exist.")
+    p.add_argument("image", help="an image file, a folder or a glob pattern ('scans/*.tif')")
+    p.add_argument("more", nargs="*", metavar="image", help="more inputs")
+    p.add_argument("--server", action="append", metavar="URL",
+                   help=f"ComfyUI URL (default {DEFAULT_SERVER}); repeat it or give a comma "
+                        "list to spread a batch over several servers")
     p.add_argument("--workflow", default=str(DEFAULT_WORKFLOW),
                    help="API-format workflow JSON (default: dossr_x4_api.json next to this script)")
     p.add_argument("--sd-checkpoint", help="ckpt_name for the CheckpointLoaderSimple node(s)")
@@ -357,20 +401,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="seed for every node with a seed/noise_seed input")
     p.add_argument("--output-dir", default=".", help="where to write the results (default: .)")
     p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds to wait for the result (default 600)")
+                   help="seconds to wait for each result (default 600)")
+    batch.add_arguments(p)
     args = p.parse_args(argv)
     if args.timeout <= 0:
         p.error("--timeout must be positive")
+    if args.server_wait < 0:
+        p.error("--server-wait must not be negative")
+    args.servers = batch.split_servers(args.server, DEFAULT_SERVER, normalise_server)
+    if not args.servers:
+        p.error("--server needs a URL")
+    args.server = args.servers[0]
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    batch = _batch_cli()
+    if batch.wants_batch(args):
+        return batch.run(args, _api())
     try:
-        paths = run_workflow(args.server, args.workflow, args.image, sd_checkpoint=args.sd_checkpoint,
+        workflow = batch.knobs.apply(load_workflow(args.workflow), **batch.workflow_settings(args))
+        paths = run_workflow(args.server, workflow, args.image, sd_checkpoint=args.sd_checkpoint,
                              dossr_model=args.dossr_model, seed=args.seed, output_dir=args.output_dir,
                              timeout=args.timeout, log=lambda m: print(m, file=sys.stderr))
-    except ClientError as e:
+    except (ClientError, batch.knobs.KnobError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
