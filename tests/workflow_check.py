@@ -32,7 +32,13 @@ Formats (see the host notes, ../shared/HOST.md §6):
   download only for a ``url`` under https://huggingface.co/ or https://civitai.com/ and a
   ``name`` ending in .safetensors or .sft (and three addresses it whitelists); any other
   entry is shown with an error and its Download and Copy URL buttons disabled
-  (``MissingModelsWarning``). This checker holds entries to those download rules.
+  (``MissingModelsWarning``). Frontend 1.49 (the "Errors" side panel) lists every missing
+  model file, with or without an entry; an entry gives the row its folder and a Copy URL
+  button, and a Download button where the url is downloadable. An entry is either a
+  download (held to the 1.27 rules above) or a release page to get the file from by hand
+  (``RELEASE_PAGES``: the DoSSR weights' Google Drive folder): both frontends show its
+  address, offer no download for it, and 1.49 copies it, so a user without the file gets
+  where to fetch it and which folder it goes to.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ UI_KEYS = ("nodes", "links", "groups", "config", "extra", "version", "last_node_
 #: What the editor's "Missing Models" dialog (frontend 1.27) accepts for a download.
 DOWNLOAD_SOURCES = ("https://huggingface.co/", "https://civitai.com/")
 DOWNLOAD_SUFFIXES = (".safetensors", ".sft")
+#: Pages to fetch a file from by hand (no download offered): an entry with such a url is
+#: shown with its address by both frontends (1.27: "Download not allowed", buttons
+#: disabled; 1.49: Copy URL, no Download button). The DoSSR release is a Google Drive folder.
+RELEASE_PAGES = ("https://drive.google.com/drive/folders/",)
 MODEL_ENTRY_KEYS = frozenset({"name", "url", "directory"})
 MODEL_ENTRY_OPTIONAL = frozenset({"hash", "hash_type"})
 
@@ -463,11 +473,17 @@ def check_model_entries(node: dict, info: dict) -> list[str]:
         elif directory != widgets[name][1]:
             problems.append(f"{at}: directory {directory!r}, but {widgets[name][0]} lists the "
                             f"host folder {widgets[name][1]!r}")
+        if any(c.isspace() for c in url):
+            problems.append(f"{at}: url {url!r} contains white space")
+            continue
+        if url.startswith(RELEASE_PAGES):
+            if not url[len(next(p for p in RELEASE_PAGES if url.startswith(p))):].strip("/"):
+                problems.append(f"{at}: {url!r} names no folder")
+            continue   # a page to fetch the file from by hand: the download rules do not apply
         if not url.startswith(DOWNLOAD_SOURCES):
             problems.append(f"{at}: the editor refuses downloads from {url!r} (only from "
-                            f"{', '.join(DOWNLOAD_SOURCES)})")
-        elif any(c.isspace() for c in url):
-            problems.append(f"{at}: url {url!r} contains white space")
+                            f"{', '.join(DOWNLOAD_SOURCES)}), and it is no release page "
+                            f"({', '.join(RELEASE_PAGES)})")
         elif url.startswith("https://huggingface.co/") and (
                 "/resolve/" not in url or url.split("?")[0].rsplit("/", 1)[-1] != name):
             problems.append(f"{at}: {url!r} is not a Hugging Face file address (.../resolve/"

@@ -398,7 +398,7 @@ def decoded_by_host(server, name: str) -> np.ndarray:
 
 def test_grayscale_png_runs_as_rgb(server):
     """An 8-bit grey PNG: LoadImage makes it RGB (R = G = B), and DoSSR's result is that of
-    the RGB file holding the very pixels the host decoded. (Hosts decode grey differently:
+    the RGB file holding the pixels the host decoded. (Hosts decode grey differently:
     Pillow's convert('RGB') on 0.3.64, PyAV on newer ones, up to one level apart, so the
     comparison is with what this host made of it, not with the grey values.)"""
     grey = gradient(16, 16, seed=1).mean(axis=-1).astype(np.uint8)
@@ -408,7 +408,10 @@ def test_grayscale_png_runs_as_rgb(server):
     assert np.abs(decoded[..., 0].astype(int) - grey).max() <= 1
     out = _run_single(server, name)
     same = _run_single(server, pil_png(server, f"{unique('grey_as_rgb')}.png", decoded, "RGB"))
-    assert np.array_equal(pixels(out), pixels(same))
+    # SaveImage rounds the decoded floats down to 8 bits, so the RGB file can be a level off
+    # where the host's grey decoding is not an exact k/255 (PyAV): allow that one level
+    diff = np.abs(pixels(out).astype(int) - pixels(same).astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
 
 
 def test_rgba_png_through_loadimage_drops_alpha(server):
