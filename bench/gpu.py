@@ -245,6 +245,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated, of fp16,bf16,fp32")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dossr-tests" / "bench",
                     help="where the generated model files are kept")
+    ap.add_argument("--sd-checkpoint", type=Path,
+                    help="an SD 2.1-base checkpoint to use instead of generating one into --cache")
+    ap.add_argument("--dossr-checkpoint", type=Path,
+                    help="the DoSSR checkpoint to use with --sd-checkpoint")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
     dtypes = [d for d in args.dtypes.split(",") if d]
@@ -252,6 +256,8 @@ def main(argv=None) -> int:
         ap.error(f"--dtypes takes a comma-separated list of {', '.join(DTYPES)}, got {args.dtypes!r}")
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    if (args.sd_checkpoint is None) != (args.dossr_checkpoint is None):
+        ap.error("--sd-checkpoint and --dossr-checkpoint go together")
     problem = hs.comfy_tree_problem(args.comfyui, "--comfyui")
     if problem:
         ap.error(problem)
@@ -264,7 +270,10 @@ def main(argv=None) -> int:
     device = mm.get_torch_device()
     if device.type != args.device:
         raise SystemExit(f"the host chose device {device}, not {args.device} (is CUDA available?)")
-    sd, dossr, _ = model_files(args.cache.expanduser(), args.small)
+    if args.sd_checkpoint:
+        sd, dossr = args.sd_checkpoint, args.dossr_checkpoint
+    else:
+        sd, dossr, _ = model_files(args.cache.expanduser(), args.small)
     torch_dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
     settings = tiled_settings(args.small)
     results, info = [], {}
