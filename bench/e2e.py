@@ -1,10 +1,11 @@
 """DoSSR against a usual SD-based upscaler, end to end through a real ComfyUI server on this CPU.
 
     python bench/e2e.py [--size 128] [--runs 2] [--cache DIR] [--comfyui /opt/ComfyUI] [--small]
+                        [--no-networks]
 
 One server (127.0.0.1, a temporary base directory with this repo as ``comfyui-dossr`` and the
-test probe pack as ``dossr_test_probes``) runs two prompts on the same LR image of
-``size x size`` px; both produce a ``4*size`` px image:
+test probe pack as ``dossr_test_probes``) runs three prompts on the same LR image of
+``size x size`` px; each produces a ``4*size`` px image:
 
 A  DoSSR: LoadImage -> DoSSR LR Encode (x4, rrdbnet) -> DoSSR Sampler (5 steps, cfg 1,
    order 3, sde) -> VAEDecode -> DoSSR Color Fix -> SaveImage.
@@ -18,7 +19,7 @@ In both the MODEL goes through ``DoSSRTestCountUNet``, which logs every UNet for
 batch size) to a file. The models are full-size random-weight fakes (SD 2.1-base and DoSSR),
 written once into a cache directory (``--small``: the "mini" fakes, for a quick check).
 
-Fairness of the host's cache: the loaders and the two text encodes are shared by A and B and
+Fairness of the host's cache: the loaders and the two text encodes are shared by A, B and C and
 stay cached (model loading, paid once per session). Every measured prompt loads its own copy
 of the LR image (same pixels, new file name), so LoadImage, LR Encode, the sampler, the decode
 and everything after are recomputed in every prompt. A tiny warm-up prompt of each kind runs
