@@ -1,31 +1,40 @@
 """DoSSR against a usual SD-based upscaler, end to end through a real ComfyUI server on this CPU.
 
     python bench/e2e.py [--size 128] [--runs 2] [--cache DIR] [--comfyui /opt/ComfyUI] [--small]
+                        [--no-networks]
 
 One server (127.0.0.1, a temporary base directory with this repo as ``comfyui-dossr`` and the
-test probe pack as ``dossr_test_probes``) runs two prompts on the same LR image of
-``size x size`` px; both produce a ``4*size`` px image:
+test probe pack as ``dossr_test_probes``) runs three prompts on the same LR image of
+``size x size`` px; each produces a ``4*size`` px image:
 
 A  DoSSR: LoadImage -> DoSSR LR Encode (x4, rrdbnet) -> DoSSR Sampler (5 steps, cfg 1,
    order 3, sde) -> VAEDecode -> DoSSR Color Fix -> SaveImage.
 B  Baseline, an SD-based upscaler at the usual setting: the same LR Encode latent and the same
    DoSSR ControlNet (DoSSR Apply ControlNet, so the control cost per evaluation is equal) ->
    KSampler (dpmpp_2m, karras, 20 steps, cfg 7, denoise 1) -> VAEDecode -> SaveImage.
+C  The same at a DiffBIR-like setting: 50 steps, cfg 4 (same sampler and ControlNet as B), the
+   other end of what users would pick instead.
 
 In both the MODEL goes through ``DoSSRTestCountUNet``, which logs every UNet forward (and its
 batch size) to a file. The models are full-size random-weight fakes (SD 2.1-base and DoSSR),
 written once into a cache directory (``--small``: the "mini" fakes, for a quick check).
 
-Fairness of the host's cache: the loaders and the two text encodes are shared by A and B and
+Fairness of the host's cache: the loaders and the two text encodes are shared by A, B and C and
 stay cached (model loading, paid once per session). Every measured prompt loads its own copy
 of the LR image (same pixels, new file name), so LoadImage, LR Encode, the sampler, the decode
 and everything after are recomputed in every prompt. A tiny warm-up prompt of each kind runs
-first, so all weights are loaded before anything is timed. Runs alternate the order (A B,
-B A, ...) to cancel drift; the table shows medians.
+first, so all weights are loaded before anything is timed. Runs alternate the order (A B C,
+C B A, ...) to cancel drift; the table shows medians.
 
 Times: the whole prompt from the server's ``execution_start``/``execution_success``
 timestamps in ``/history``, and per node from the ``executing`` messages of the server's
 websocket (time of arrival here, which starts one node and ends the previous one).
+
+The limit: after the prompts, with the server stopped, each network a prompt needs is timed on
+its own at the same size in this process (bench/networks.py: RRDBNet, VAE encoder, hint
+encoder, one UNet + ControlNet evaluation per batch size seen, VAE decoder). Their sum over a
+prompt's passes is printed beside its measured prompt and stage times, with the ratio
+prompt / sum: what the pipeline spends around its networks (``--no-networks`` skips this).
 
 Prints ratios measured side by side in one run; it asserts nothing about time.
 """
@@ -48,6 +57,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import networks  # noqa: E402
 from tests.hostlib import server as hs  # noqa: E402
 
 sys.path.insert(0, str(REPO / "workflows"))
@@ -62,11 +72,12 @@ WARMUP_LR = 16
 
 DOSSR = dict(steps=5, cfg=1.0, order="3", mode="sde")
 BASELINE = dict(steps=20, cfg=7.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=1.0)
+DIFFBIR_LIKE = dict(BASELINE, steps=50, cfg=4.0)
 
 CONFIGS = {
     "A": f"DoSSR ({DOSSR['steps']} steps, cfg {DOSSR['cfg']:g}, order {DOSSR['order']} {DOSSR['mode']})",
-    "B": (f"KSampler ({BASELINE['sampler_name']} {BASELINE['scheduler']}, {BASELINE['steps']} "
-          f"steps, cfg {BASELINE['cfg']:g})"),
+    **{k: (f"KSampler ({v['sampler_name']} {v['scheduler']}, {v['steps']} steps, cfg {v['cfg']:g})")
+       for k, v in (("B", BASELINE), ("C", DIFFBIR_LIKE))},
 }
 
 # Node ids (the same in both prompts where the node is shared, so the host's cache sees them).
@@ -186,20 +197,21 @@ def dossr_prompt(image: str, count_log: Path) -> dict:
     return p
 
 
-def baseline_prompt(image: str, count_log: Path) -> dict:
+def baseline_prompt(image: str, count_log: Path, settings: dict = BASELINE) -> dict:
     p = shared_nodes(image, count_log)
     p[N_CONTROL] = {"class_type": "DoSSRApplyControlNet", "inputs": {
         "positive": [N_POS, 0], "negative": [N_NEG, 0], "dossr_model": [N_DOSSR, 0],
         "hint": [N_ENC, 2], "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
     p[N_SAMPLE] = {"class_type": "KSampler", "inputs": {
         "model": [N_COUNT, 0], "positive": [N_CONTROL, 0], "negative": [N_CONTROL, 1],
-        "latent_image": [N_ENC, 0], "seed": SEED, **BASELINE}}
+        "latent_image": [N_ENC, 0], "seed": SEED, **settings}}
     p[N_SAVE] = {"class_type": "SaveImage",
                  "inputs": {"images": [N_DECODE, 0], "filename_prefix": "bench_ksampler"}}
     return p
 
 
-PROMPTS = {"A": dossr_prompt, "B": baseline_prompt}
+PROMPTS = {"A": dossr_prompt, "B": baseline_prompt,
+           "C": lambda image, count_log: baseline_prompt(image, count_log, DIFFBIR_LIKE)}
 
 
 # ----------------------------------------------------------------------------- one prompt
@@ -259,6 +271,7 @@ def run_prompt(server, events: EventLog, kind: str, image: str, count_log: Path,
         "load": loadavg(),
         "node_sum": sum(per_node.values()),
         "calls": len(calls), "evals": sum(c["batch"] for c in calls),
+        "call_batches": [c["batch"] for c in calls],
         "batches": sorted({c["batch"] for c in calls}),
         "controlled": sum(1 for c in calls if c.get("control")),
         "cached": sorted(cached, key=int), "per_node": per_node,
@@ -284,7 +297,8 @@ def report(args, results, info) -> None:
           f"{info['attention']}, ComfyUI {info['host_version']}")
     counts = sorted({len(v) for v in by.values()})
     runs = str(counts[0]) if len(counts) == 1 else ", ".join(f"{k}: {len(v)}" for k, v in by.items())
-    print(f"{runs} run(s) per configuration, order alternating (A B, B A, ...); medians; "
+    order = " ".join(CONFIGS)
+    print(f"{runs} run(s) per configuration, order alternating ({order}, {order[::-1]}, ...); medians; "
           f"seconds from the server's timestamps")
     print()
     head = (f"{'configuration':<44} {'prompt s':>9} {'CPU s':>7} {'sampler s':>10} {'encode s':>9} "
@@ -304,12 +318,14 @@ def report(args, results, info) -> None:
               f"{row['encode']:>9.1f} {row['decode']:>9.1f} {row['other']:>8.1f} "
               f"{'/'.join(map(str, calls)):>11} {'/'.join(map(str, evals)):>11} "
               f"{row['sampler'] / row['calls']:>7.2f} {row['sampler'] / row['evals']:>7.2f}")
-    a, b = rows["A"], rows["B"]
-    print(f"{'ratio B/A (baseline / DoSSR)':<44} {b['wall'] / a['wall']:>8.2f}x "
-          f"{b['cpu'] / a['cpu']:>6.2f}x {b['sampler'] / a['sampler']:>9.2f}x {'':>9} {'':>9} {'':>8} "
-          f"{b['calls'] / a['calls']:>10.2f}x {b['evals'] / a['evals']:>10.2f}x "
-          f"{(b['sampler'] / b['calls']) / (a['sampler'] / a['calls']):>6.2f}x "
-          f"{(b['sampler'] / b['evals']) / (a['sampler'] / a['evals']):>6.2f}x")
+    a = rows["A"]
+    for k in (k for k in CONFIGS if k != "A"):
+        b = rows[k]
+        print(f"{f'ratio {k}/A (baseline / DoSSR)':<44} {b['wall'] / a['wall']:>8.2f}x "
+              f"{b['cpu'] / a['cpu']:>6.2f}x {b['sampler'] / a['sampler']:>9.2f}x {'':>9} {'':>9} {'':>8} "
+              f"{b['calls'] / a['calls']:>10.2f}x {b['evals'] / a['evals']:>10.2f}x "
+              f"{(b['sampler'] / b['calls']) / (a['sampler'] / a['calls']):>6.2f}x "
+              f"{(b['sampler'] / b['evals']) / (a['sampler'] / a['evals']):>6.2f}x")
     print()
     print("prompt s: execution_start..execution_success of the whole prompt (loaders and text "
           "encodes cached, identical in both);")
@@ -334,15 +350,39 @@ def report(args, results, info) -> None:
               f"{','.join(r['cached'])}; load {r['load']}")
     for run in sorted({r["run"] for r in results}):
         pair = {r["kind"]: r for r in results if r["run"] == run}
-        if len(pair) == 2:
-            print(f"  run {run + 1} ratio B/A: prompt {pair['B']['wall'] / pair['A']['wall']:.2f}x, "
-                  f"CPU {pair['B']['cpu'] / pair['A']['cpu']:.2f}x, sampler "
-                  f"{pair['B']['sampler'] / pair['A']['sampler']:.2f}x")
+        for k in (k for k in pair if k != "A" and "A" in pair):
+            print(f"  run {run + 1} ratio {k}/A: prompt {pair[k]['wall'] / pair['A']['wall']:.2f}x, "
+                  f"CPU {pair[k]['cpu'] / pair['A']['cpu']:.2f}x, sampler "
+                  f"{pair[k]['sampler'] / pair['A']['sampler']:.2f}x")
+    if info.get("networks"):
+        report_limit(by, info["networks"])
     print()
     print(f"server peak RSS (VmHWM): {gb(info['peak_rss'])}; server ready in "
           f"{info['ready']:.1f} s; warm-up {info['warmup']:.1f} s; models written this run "
           f"{info['model_seconds']:.1f} s; total {info['total']:.1f} s")
     print(f"load average before: {info['load_before']}; after: {info['load_after']}")
+
+
+def report_limit(by: dict, nets: dict) -> None:
+    """Measured prompt and stage times beside the sum of the prompt's own network passes."""
+    print()
+    print("the limit: each network timed on its own at this size (bench/networks.py), summed over "
+          "the passes a prompt makes; medians")
+    print("  " + ", ".join(f"{name} {sec:.2f} s" for name, sec in nets.items()))
+    head = (f"{'configuration':<44} {'prompt s':>9} {'nets s':>8} {'prompt/nets':>12} "
+            f"{'encode s/nets':>14} {'sampler s/nets':>15} {'decode s/nets':>14}")
+    print(head)
+    print("-" * len(head))
+    for k, name in CONFIGS.items():
+        rs = by[k]
+        floor = networks.floor_seconds(nets, rs[0]["call_batches"])
+        stage = {key: med(rs, key) for key in ("wall", "encode", "sampler", "decode")}
+        cells = " ".join(f"{f'{stage[x]:.1f}/{floor[x]:.1f}':>{w}}"
+                         for x, w in (("encode", 14), ("sampler", 15), ("decode", 14)))
+        print(f"{k + ' ' + name:<44} {stage['wall']:>9.1f} {floor['total']:>8.1f} "
+              f"{stage['wall'] / floor['total']:>11.2f}x {cells}")
+    print("nets s: RRDBNet + VAE encoder + hint encoder + one UNet+ControlNet evaluation per UNet "
+          "call (at its batch) + VAE decoder; prompt/nets above 1 is time spent around them.")
 
 
 def loadavg() -> str:
@@ -395,6 +435,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per prompt")
     ap.add_argument("--keep", action="store_true", help="keep the server's base directory")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--no-networks", action="store_true",
+                    help="skip timing each network on its own (the limit columns)")
     args = ap.parse_args(argv)
     if args.size < 8 or args.size % 2:
         ap.error("--size must be even and at least 8 (so 4*size is a multiple of 8 and both "
@@ -443,7 +485,8 @@ def main(argv=None) -> int:
         results = []
         try:
             for run in range(args.runs):
-                for kind in ("A", "B") if run % 2 == 0 else ("B", "A"):
+                order = list(CONFIGS)
+                for kind in order if run % 2 == 0 else order[::-1]:
                     image = f"lr_{args.size}_run{run}_{kind}.png"
                     hs.write_png(base / "input" / image, args.size, args.size)  # same pixels each time
                     r = run_prompt(server, events, kind, image, logs / f"run{run}_{kind}.jsonl",
@@ -459,6 +502,15 @@ def main(argv=None) -> int:
             if len({r["kind"] for r in results}) < len(CONFIGS):
                 raise
         info["peak_rss"] = server.server_peak_rss_bytes()
+        events.close()
+        server.stop()
+        events = server = None
+        if not args.no_networks:
+            print("timing each network on its own (server stopped)", flush=True)
+            batches = {b for r in results for b in r["call_batches"]}
+            attention = () if args.no_pytorch_attention else ("--use-pytorch-cross-attention",)
+            info["networks"] = networks.time_networks(args.comfyui, sd, dossr, args.size, batches,
+                                                      args.runs, ("--cpu", *attention))
         info["load_after"] = loadavg()
         info["total"] = time.perf_counter() - t_total
         report(args, results, info)

@@ -1,18 +1,21 @@
 """Large images through DoSSR Tiled Sampling: peak memory and time per megapixel, on this CPU.
 
     python bench/large.py [--sizes 1024,2048,4096] [--steps 5] [--untiled 1024] [--small]
-                          [--cache DIR] [--comfyui PATH] [--json PATH]
+                          [--encode-tiling auto,always] [--cache DIR] [--comfyui PATH] [--json PATH]
 
 One ComfyUI server (127.0.0.1, a temporary base directory, like bench/e2e.py) with the
 full-size random-weight SD 2.1-base and DoSSR fakes (``--small``: the "mini" ones) runs the
 shipped tiled workflow ``workflows/dossr_x4_tiled_api.json`` for every output size S (square):
 an LR picture of S/4 px (smooth, synthetic, the same picture at every size) -> DoSSR LR Encode
-(x4, RRDBNet; encoders on 512 px tiles beyond 512 px) -> DoSSR Sampler on a MODEL patched by DoSSR Tiled
+(x4, RRDBNet; each network on the whole image when the server's memory allows, as the node's
+``tiling`` "auto" does, else on 512 px tiles) -> DoSSR Sampler on a MODEL patched by DoSSR Tiled
 Sampling (512 px tiles, 128 px overlap, 4 tiles a batch) -> VAE Decode (Tiled) -> Color Fix ->
 SaveImage. Only model names, seed, steps and the input image are changed; a UNet-call probe
 (DoSSRTestCountUNet) sits between the checkpoint and the tiling patch, and a SaveLatent keeps
 the sampler's latent for a NaN and seam check. ``--untiled`` sizes also run the same workflow
-without DoSSR Tiled Sampling and with the plain VAEDecode.
+without DoSSR Tiled Sampling and with the plain VAEDecode. ``--encode-tiling auto,always`` runs
+every row with both LR Encode settings ("always": the encoders on tiles at every size, what
+LR Encode did before it encoded whole images), and compares their encode time and memory.
 
 Measured per prompt:
 * peak RSS of the server process during the prompt: VmHWM, reset just before the prompt by
@@ -104,9 +107,11 @@ def tiles_for(size: int) -> int:
     return len(tile_grid(size // 8, size // 8, *tile_geometry()))
 
 
-def build_prompt(image: str, steps: int, tiled: bool, count_log: Path, prefix: str) -> dict:
+def build_prompt(image: str, steps: int, tiled: bool, count_log: Path, prefix: str,
+                 encode_tiling: str = "auto") -> dict:
     """The shipped tiled API workflow, patched (and without the tiling for ``tiled=False``)."""
     p = hs.load_api_workflow(WORKFLOW)
+    hs.patch(p, "DoSSRLREncode", tiling=encode_tiling)
     hs.patch(p, "LoadImage", image=image)
     hs.patch(p, "CheckpointLoaderSimple", ckpt_name=e2e.SD_NAME)
     hs.patch(p, "DoSSRModelLoader", model_name=e2e.DOSSR_NAME)
@@ -279,10 +284,10 @@ class Session:
             raise
 
     def run(self, tag: str, image: str, size: int, tiled: bool, steps: int,
-            check_cache: bool = True) -> dict:
+            check_cache: bool = True, encode_tiling: str = "auto") -> dict:
         server, pid = self.server, self.server.pid
         count_log = self.base / "unet_calls" / f"{tag}.jsonl"
-        prompt = build_prompt(image, steps, tiled, count_log, f"large_{tag}")
+        prompt = build_prompt(image, steps, tiled, count_log, f"large_{tag}", encode_tiling)
         rss_before = proc_kb(pid, "VmRSS") * 1024
         reset_ok = reset_peak(pid)
         cpu0 = e2e.cpu_seconds(pid)
@@ -328,6 +333,7 @@ class Session:
         tiles = tiles_for(size) if tiled else 1
         r = {
             "tag": tag, "size": size, "tiled": tiled, "steps": steps, "mp": size * size / 1e6,
+            "encode_tiling": encode_tiling,
             "tiles": tiles, "calls": len(calls), "evals": sum(c["batch"] for c in calls),
             "batches": sorted({c["batch"] for c in calls}),
             "controlled": sum(1 for c in calls if c.get("control")),
@@ -356,16 +362,39 @@ def fmt_gb(n) -> str:
     return f"{n / GB:.2f}"
 
 
+def row_label(r: dict) -> str:
+    """Output size, plus which sampling and encoding ran on tiles when that is not the default."""
+    enc = " enc-tiles" if r.get("encode_tiling", "auto") == "always" else ""
+    return f"{r['size']}{'' if r['tiled'] else ' untiled'}{enc}"
+
+
+def encode_comparison(results: list[dict]) -> list[str]:
+    """Encode time and peak RSS while encoding, whole-image ("auto") against always-tiled."""
+    by = {(r["size"], r["tiled"], r.get("encode_tiling", "auto")): r for r in results}
+    lines = []
+    for (size, tiled, mode), auto in sorted(by.items()):
+        tiles = by.get((size, tiled, "always"))
+        if mode != "auto" or tiles is None:
+            continue
+        peaks = [r["stage_peak"].get(N_ENC) for r in (auto, tiles)]
+        peak = (f"; peak RSS while encoding {fmt_gb(peaks[0])} GB against {fmt_gb(peaks[1])} GB"
+                if None not in peaks else "")
+        lines.append(f"encode at {row_label(auto)} px: auto (whole when it fits) "
+                     f"{auto['stages']['encode']:.1f} s against always-tiled "
+                     f"{tiles['stages']['encode']:.1f} s{peak}")
+    return lines
+
+
 def table(results: list[dict], weights: int) -> list[str]:
-    head = (f"{'size':>11} {'MP':>6} {'tiles':>5} {'UNet calls':>10} {'peak RSS':>9} "
+    head = (f"{'size':>14} {'MP':>6} {'tiles':>5} {'UNet calls':>10} {'peak RSS':>9} "
             f"{'above wts':>9} {'above/MP':>9} {'prompt s':>9} {'s/MP':>7} {'sampler s':>9} "
             f"{'sampler s/MP':>12}")
     lines = [head, "-" * len(head)]
     for r in results:
         above = r["peak"] - r["weights"]
-        label = f"{r['size']}{'' if r['tiled'] else ' untiled'}"
+        label = row_label(r)
         calls = f"{r['calls']} ({r['evals']})"
-        lines.append(f"{label:>11} {r['mp']:>6.2f} {r['tiles']:>5} {calls:>10} {fmt_gb(r['peak']):>9} "
+        lines.append(f"{label:>14} {r['mp']:>6.2f} {r['tiles']:>5} {calls:>10} {fmt_gb(r['peak']):>9} "
                      f"{fmt_gb(above):>9} {above / GB / r['mp']:>9.2f} {r['wall']:>9.1f} "
                      f"{r['wall'] / r['mp']:>7.1f} {r['stages']['sampler']:>9.1f} "
                      f"{r['stages']['sampler'] / r['mp']:>12.1f}")
@@ -373,16 +402,16 @@ def table(results: list[dict], weights: int) -> list[str]:
 
 
 def stage_table(results: list[dict]) -> list[str]:
-    head = (f"{'size':>11} {'encode s':>9} {'sampler s':>9} {'decode s':>9} {'colfix s':>8} "
+    head = (f"{'size':>14} {'encode s':>9} {'sampler s':>9} {'decode s':>9} {'colfix s':>8} "
             f"{'save s':>7} {'s/tile-eval':>11} {'CPU s/MP':>8} {'CPU cores':>9} | peak RSS GB while: "
             f"{'encode':>6} {'sampler':>7} {'decode':>6} {'colfix':>6}")
     lines = [head, "-" * len(head)]
     for r in results:
         s, sp = r["stages"], r["stage_peak"]
         per_eval = s["sampler"] / r["evals"] if r["evals"] else float("nan")
-        label = f"{r['size']}{'' if r['tiled'] else ' untiled'}"
+        label = row_label(r)
         peaks = [fmt_gb(sp[n]) if n in sp else "-" for n in (N_ENC, N_SAMPLE, N_DECODE, N_FIX)]
-        lines.append(f"{label:>11} {s['encode']:>9.1f} {s['sampler']:>9.1f} {s['decode']:>9.1f} "
+        lines.append(f"{label:>14} {s['encode']:>9.1f} {s['sampler']:>9.1f} {s['decode']:>9.1f} "
                      f"{s['colorfix']:>8.1f} {s['save']:>7.1f} {per_eval:>11.2f} "
                      f"{r['cpu'] / r['mp']:>8.0f} {r['cpu'] / r['wall']:>9.2f} | {'':>18} {peaks[0]:>6} {peaks[1]:>7} "
                      f"{peaks[2]:>6} {peaks[3]:>6}")
@@ -390,7 +419,10 @@ def stage_table(results: list[dict]) -> list[str]:
 
 
 def verdicts(results: list[dict]) -> list[str]:
-    tiled = sorted((r for r in results if r["tiled"]), key=lambda r: r["size"])
+    modes = {r.get("encode_tiling", "auto") for r in results}
+    mode = "auto" if "auto" in modes else "always"
+    tiled = sorted((r for r in results if r["tiled"] and r.get("encode_tiling", "auto") == mode),
+                   key=lambda r: r["size"])
     lines = []
     if not tiled:
         return lines
@@ -431,7 +463,7 @@ def check_lines(results: list[dict]) -> list[str]:
     lines = []
     for r in results:
         lat, img = r["latent"], r["image"]
-        label = f"{r['size']}{'' if r['tiled'] else ' untiled'}"
+        label = row_label(r)
         if not lat:
             lines.append(f"  {label}: no latent saved")
             continue
@@ -479,6 +511,7 @@ def report(args, results, info) -> str:
     out += check_lines(results)
     out.append("")
     out += verdicts(results)
+    out += encode_comparison(results)
     out.append("")
     out.append(f"load average before: {info['load_before']}; after: {info['load_after']}; "
                f"server ready {info['ready']:.1f} s, warm-up {info['warmup']:.1f} s, "
@@ -517,6 +550,9 @@ def main(argv=None) -> int:
                          "('' for none)")
     ap.add_argument("--small", action="store_true",
                     help="mini fake models (sd2_mini / DoSSR mini) to check the script quickly")
+    ap.add_argument("--encode-tiling", default="auto",
+                    help="DoSSR LR Encode 'tiling' values to run every row with, comma-separated "
+                         "(auto, always)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dossr-tests" / "bench",
                     help="where the generated model files are kept (shared with bench/e2e.py)")
     ap.add_argument("--comfyui", type=Path, default=Path(os.environ.get("COMFYUI_PATH", "/opt/ComfyUI")),
@@ -540,6 +576,9 @@ def main(argv=None) -> int:
         print(report(old, saved["results"], saved["info"]))
         return 0
     sizes, untiled = sorted(set(parse_sizes(args.sizes))), sorted(set(parse_sizes(args.untiled)))
+    encode_modes = [m for m in args.encode_tiling.split(",") if m]
+    if not encode_modes or any(m not in ("auto", "always") for m in encode_modes):
+        ap.error(f"--encode-tiling takes auto and/or always, got {args.encode_tiling!r}")
     for s in sizes + untiled:
         if s < 64 or s % 32:
             ap.error(f"size {s}: sizes must be multiples of 32 px, at least 64 (LR = size/4, a "
@@ -558,8 +597,8 @@ def main(argv=None) -> int:
     sd, dossr, _ = e2e.model_files(args.cache.expanduser(), args.small)
     print(f"models: {sd} ({sd.stat().st_size / GB:.2f} GB), {dossr} ({dossr.stat().st_size / GB:.2f} GB)",
           flush=True)
-    plan = [(s, True) for s in sizes] + [(s, False) for s in untiled]
-    plan.sort(key=lambda p: (p[0], not p[1]))
+    plan = [(s, t, m) for m in encode_modes for s, t in [(s, True) for s in sizes] + [(s, False) for s in untiled]]
+    plan.sort(key=lambda p: (p[0], not p[1], encode_modes.index(p[2])))
 
     bases, sessions, results = [], [], []
 
@@ -574,17 +613,17 @@ def main(argv=None) -> int:
         session = new_session()
         info.update(weights=session.weights, reset_works=session.reset_works,
                     ready=session.server.ready_seconds, warmup=session.warmup_seconds)
-        for i, (size, tiled) in enumerate(plan):
+        for i, (size, tiled, encode_tiling) in enumerate(plan):
             if not session.reset_works and i > 0:
                 session.close()
                 session = new_session()
-            tag = f"{'tiled' if tiled else 'untiled'}_{size}"
+            tag = f"{'tiled' if tiled else 'untiled'}_{size}_enc_{encode_tiling}"
             image = f"lr_{tag}.png"
             write_picture(session.base / "input" / image, size // SCALE)
             print(f"{tag}: LR {size // SCALE} px -> {size} px, {args.steps} step(s) ... load "
                   f"{e2e.loadavg()}", flush=True)
             try:
-                r = session.run(tag, image, size, tiled, args.steps)
+                r = session.run(tag, image, size, tiled, args.steps, encode_tiling=encode_tiling)
             except KeyboardInterrupt:
                 session.server.interrupt()
                 print("interrupted: reporting the rows finished so far", flush=True)

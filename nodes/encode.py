@@ -5,12 +5,18 @@
    reference.
 2. ``pre`` is padded to a multiple of 8 (replicate), then encoded twice: by the
    host's VAE (the LATENT the sampler starts from) and by DoSSR's own hint
-   encoder (the DOSSR_HINT). Images larger than one tile are encoded on
-   overlapping tiles of equal size in a single pass, blended like the sampler's
-   tiles, so time and memory grow linearly with the pixels.
+   encoder (the DOSSR_HINT).
+
+Each network runs on the whole image, as the authors' code does, whenever the host's
+memory management says the device has room for its activations (DESIGN §6: GroupNorm
+statistics per tile would move xhat0 and the hint). Beyond that, after an out-of-memory
+error, or with ``tiling`` "always", it runs on overlapping tiles of equal size in a single
+pass, blended like the sampler's tiles, so time and memory grow linearly with the pixels.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from comfy_api.latest import io
@@ -20,6 +26,7 @@ import comfy.utils
 
 from ..dossr_core.sizes import LATENT_MULTIPLE, pad_to_multiple, resize, target_size
 from ..dossr_core.tiling import tile_grid, tiled_map
+from .host_compat import is_oom
 from .io_types import DoSSRHint, DoSSRModel
 from .validation import check_choices, combos_only
 from .host_compat import schema
@@ -28,6 +35,13 @@ from .menu import CATEGORY, search_aliases
 PREPROCESS = ("rrdbnet", "bicubic", "none")
 ENCODE_TILE, ENCODE_OVERLAP = 64, 16    # latents (512 px, 128 px): see encode_latent
 RRDB_TILE, RRDB_OVERLAP = 256, 32   # at x4 a 512 px tile means 1 GB activations
+TILING = ("auto", "always")     # auto: whole image when it fits, tiles beyond
+
+# Activation memory of a whole-image pass, in values per input pixel (times the dtype's size).
+# The hint encoder is the SD VAE encoder, so it gets the host's own figure for that encoder;
+# RRDBNet's peak is its x4 tail: about three 64-channel maps at 16x the input's pixels.
+HINT_ENCODER_PER_PX = 1767
+RRDB_PER_LR_PX = 4096
 
 
 def check_image(image: torch.Tensor) -> None:
@@ -63,20 +77,62 @@ def tiled(fn, x: torch.Tensor, tile: int, overlap: int, zoom: tuple[int, int]) -
     return tiled_map(run, x, tiles, overlap, zoom=zoom)
 
 
-def run_preprocessor(net, pixels: torch.Tensor, device, dtype) -> torch.Tensor:
-    """RRDBNet x4 over overlapping tiles, halving the tile on out-of-memory."""
-    tile = RRDB_TILE
-    while True:
+def activation_bytes(x: torch.Tensor, per_px: int, dtype: torch.dtype) -> int:
+    """Memory a whole-image pass over ``x`` (B, C, H, W) needs: ``per_px`` values per pixel."""
+    return x.shape[0] * x.shape[-2] * x.shape[-1] * per_px * mm.dtype_size(dtype)
+
+
+def whole_fits(patcher, need: int, tiling: str) -> bool:
+    """Whether a whole-image pass needing ``need`` bytes should run, asking the host.
+
+    As the host's own VAE encode does: load ``patcher`` with ``need`` bytes to spare (the
+    host offloads other models to make room), then compare with the device's free memory.
+    ``tiling`` "always" answers no (the model is loaded all the same).
+    """
+    mm.load_models_gpu([patcher], memory_required=need)
+    return tiling != "always" and mm.get_free_memory(patcher.load_device) >= need
+
+
+def whole_or_tiled(fn, x: torch.Tensor, fits: bool, tiles) -> torch.Tensor:
+    """``fn(x)`` on the whole image when it ``fits``, else (or after out-of-memory) ``tiles()``.
+
+    The whole result is returned exactly as ``fn`` makes it, on ``x``'s device and dtype, so
+    it equals an untiled encode bit for bit.
+    """
+    if fits:
         try:
-            return tiled(lambda a: net(a.to(device, dtype)), pixels, tile, RRDB_OVERLAP,
-                         (1, net.scale))
-        except mm.OOM_EXCEPTION:
-            tile //= 2
-            if tile < 64:
+            mm.throw_exception_if_processing_interrupted()
+            return fn(x).to(x.device, x.dtype)
+        except Exception as err:  # noqa: BLE001 - anything but out-of-memory is re-raised
+            if not is_oom(err):
                 raise
+            logging.warning("DoSSR LR Encode: out of memory on the whole image (%s); "
+                            "encoding on tiles instead", type(err).__name__)
+        mm.soft_empty_cache()       # outside the except block, so the failed pass is freed
+    return tiles()
 
 
-def prepare_reference(handle, pixels: torch.Tensor, scale: float, mode: str) -> torch.Tensor:
+def run_preprocessor(net, pixels: torch.Tensor, device, dtype, fits: bool) -> torch.Tensor:
+    """RRDBNet x4, whole when it ``fits``, else over tiles halving the tile on out-of-memory."""
+    def upscale(a):
+        return net(a.to(device, dtype))
+
+    def on_tiles():
+        tile = RRDB_TILE
+        while True:
+            try:
+                return tiled(upscale, pixels, tile, RRDB_OVERLAP, (1, net.scale))
+            except Exception as err:  # noqa: BLE001 - anything but out-of-memory is re-raised
+                if not is_oom(err) or tile // 2 < 64:
+                    raise
+            tile //= 2
+            mm.soft_empty_cache()
+
+    return whole_or_tiled(upscale, pixels, fits, on_tiles)
+
+
+def prepare_reference(handle, pixels: torch.Tensor, scale: float, mode: str,
+                      tiling: str = "auto") -> torch.Tensor:
     """``pre`` in [0, 1] at the target size, (B, 3, H, W) float32 on the intermediate device."""
     h, w = pixels.shape[-2:]
     if mode == "none":
@@ -87,29 +143,42 @@ def prepare_reference(handle, pixels: torch.Tensor, scale: float, mode: str) -> 
     if handle.preprocessor is None:
         raise ValueError("DoSSR: this DoSSR checkpoint has no RRDBNet preprocessor "
                          "(preprocess_model.*); choose preprocess 'bicubic' or 'none'.")
-    mm.load_models_gpu([handle.encoder_patcher])
-    x4 = run_preprocessor(handle.preprocessor, pixels, handle.encoder_patcher.load_device, handle.dtype)
+    patcher = handle.encoder_patcher
+    fits = whole_fits(patcher, activation_bytes(pixels, RRDB_PER_LR_PX, handle.dtype), tiling)
+    x4 = run_preprocessor(handle.preprocessor, pixels, patcher.load_device, handle.dtype, fits)
     return resize(x4.clamp(0, 1), size)
 
 
-def encode_hint(handle, padded: torch.Tensor) -> torch.Tensor:
+def encoder_tiles(fn, padded: torch.Tensor):
+    """``tiled`` with the encoders' latent tiles, as a function of nothing (for ``whole_or_tiled``)."""
+    return lambda: tiled(fn, padded, ENCODE_TILE, ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
+
+
+def encode_hint(handle, padded: torch.Tensor, tiling: str = "auto") -> torch.Tensor:
     """The hint latent of the padded ``pre`` by DoSSR's hint encoder."""
-    mm.load_models_gpu([handle.encoder_patcher])
-    device = handle.encoder_patcher.load_device
-    return tiled(lambda a: handle.hint_encoder(a.to(device, handle.dtype)), padded,
-                 ENCODE_TILE, ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
+    patcher = handle.encoder_patcher
+
+    def encode(a):
+        return handle.hint_encoder(a.to(patcher.load_device, handle.dtype))
+
+    fits = whole_fits(patcher, activation_bytes(padded, HINT_ENCODER_PER_PX, handle.dtype), tiling)
+    return whole_or_tiled(encode, padded, fits, encoder_tiles(encode, padded))
 
 
-def encode_latent(vae, padded: torch.Tensor) -> torch.Tensor:
-    """xhat0 by the host's VAE, one ``vae.encode`` per tile.
+def encode_latent(vae, padded: torch.Tensor, tiling: str = "auto") -> torch.Tensor:
+    """xhat0 by the host's VAE: one ``vae.encode`` of the whole image when the host says it
+    fits (the host's own estimate of its encoder's memory), else one per tile.
 
     One pass of equal tiles rather than the host's ``encode_tiled`` (three passes of tiles
     stepping from 0): about a third of the work, the same share at every size, and the
     sampler's window, which ignores the outer quarter of each overlap where a tile's border
     effects are.
     """
-    return tiled(lambda a: vae.encode(a.movedim(1, -1)), padded, ENCODE_TILE,
-                 ENCODE_OVERLAP, (LATENT_MULTIPLE, 1))
+    def encode(a):
+        return vae.encode(a.movedim(1, -1))
+
+    fits = whole_fits(vae.patcher, vae.memory_used_encode(padded.shape, vae.vae_dtype), tiling)
+    return whole_or_tiled(encode, padded, fits, encoder_tiles(encode, padded))
 
 
 @combos_only
@@ -136,6 +205,11 @@ class DoSSRLREncode(io.ComfyNode):
                                        "paper's pipeline). bicubic: plain resize. none: use the "
                                        "image as given (already upscaled elsewhere; scale is "
                                        "ignored)."),
+                io.Combo.Input("tiling", options=list(TILING), default="auto", optional=True,
+                               tooltip="auto: encode the whole image when the device has the "
+                                       "memory for it (as the paper does), on 512 px tiles beyond "
+                                       "that. always: tiles at every size (less memory; tiles "
+                                       "change the encoders' statistics slightly)."),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent", tooltip="The start latent xhat0, padded to a multiple of "
@@ -147,15 +221,15 @@ class DoSSRLREncode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, preprocess):
-        return check_choices(preprocess=(preprocess, PREPROCESS))
+    def validate_inputs(cls, preprocess, tiling="auto"):
+        return check_choices(preprocess=(preprocess, PREPROCESS), tiling=(tiling, TILING))
 
     @classmethod
-    def execute(cls, image, dossr_model, vae, scale, preprocess) -> io.NodeOutput:
+    def execute(cls, image, dossr_model, vae, scale, preprocess, tiling="auto") -> io.NodeOutput:
         check_image(image)
         pixels = image.movedim(-1, 1).float()
-        pre = prepare_reference(dossr_model, pixels, scale, preprocess)
+        pre = prepare_reference(dossr_model, pixels, scale, preprocess, tiling)
         padded = pad_to_multiple(pre)
-        hint = encode_hint(dossr_model, padded)
-        latent = encode_latent(vae, padded)
+        hint = encode_hint(dossr_model, padded, tiling)
+        latent = encode_latent(vae, padded, tiling)
         return io.NodeOutput({"samples": latent}, pre.movedim(1, -1).contiguous(), hint)

@@ -37,16 +37,26 @@ class GroupNorm32(nn.GroupNorm):
         return F.group_norm(x.to(compute), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
+def attention_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype q.k and the softmax are computed in: float32 for float16 inputs.
+
+    float16 tops out at 65504, which the logits of trained attention layers can pass (the
+    authors compute q.k in float32 for this reason); bfloat16 has float32's range and stays.
+    """
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
 def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Softmax attention of (B, Nq, H*d) queries over (B, Nk, H*d) keys/values, split into `heads` heads."""
     batch, n_query, inner = q.shape
     dim_head = inner // heads
+    compute = attention_dtype(q.dtype)
 
     def split(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(t.shape[0], t.shape[1], heads, dim_head).transpose(1, 2)
+        return t.to(compute).reshape(t.shape[0], t.shape[1], heads, dim_head).transpose(1, 2)
 
     out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-    return out.transpose(1, 2).reshape(batch, n_query, inner)
+    return out.transpose(1, 2).reshape(batch, n_query, inner).to(q.dtype)
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -111,13 +111,14 @@ def test_one_tile_is_identical_to_untiled(comfy_server):
         assert torch.equal(whole[key], one[key]), key
 
 
-def _encode_prompt(image, prefix, vae_tiled):
-    """DoSSR LR Encode's latent, and the host's own encode of the same reference image
-    (whole with VAEEncode, or VAEEncodeTiled's three passes)."""
+def _encode_prompt(image, prefix, vae_tiled, tiling="always"):
+    """DoSSR LR Encode's latent (``tiling`` as given), and the host's own encode of the same
+    reference image (whole with VAEEncode, or VAEEncodeTiled's three passes)."""
     host = ({"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["6", 1], "vae": ["2", 2],
              "tile_size": 512, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}}
             if vae_tiled else {"class_type": "VAEEncode", "inputs": {"pixels": ["6", 1], "vae": ["2", 2]}})
     g = {k: v for k, v in _prompt(image, prefix, tiled=False).items() if k in ("1", "2", "5", "6")}
+    g["6"]["inputs"]["tiling"] = tiling
     g["7"] = host
     g["8"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": f"{prefix}_ours"}}
     g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": f"{prefix}_host"}}
@@ -134,7 +135,7 @@ def _column_jumps(latent):
 
 
 def test_large_image_encode_has_no_seams_beyond_the_hosts_three_pass_tiling(comfy_server):
-    """A 704 px wide reference is encoded on two equal 416 px tiles (latent columns 0-52 and
+    """With tiling forced, a 704 px wide reference is encoded on two equal 416 px tiles (latent columns 0-52 and
     36-88). Away from the image border, where the mini VAE's own border effects are, its latent
     changes from column to column no faster than the host's VAEEncodeTiled (three passes of
     512 px tiles) makes it."""
@@ -154,4 +155,12 @@ def test_large_image_encode_has_no_seams_beyond_the_hosts_three_pass_tiling(comf
 def test_encode_of_an_image_within_one_tile_is_the_hosts_whole_encode(comfy_server):
     image = _write_lr(comfy_server.base_dir, "encode_small.png", _gradient(128, 40))   # 512x160 px
     saved = _saved(comfy_server, comfy_server.run(_encode_prompt(image, "enc_small", False)))
+    assert torch.equal(saved["ours"], saved["host"])
+
+
+def test_encode_below_the_memory_budget_is_the_hosts_whole_encode(comfy_server):
+    """The same 704 px wide reference with tiling "auto": the CPU has the memory, so DoSSR LR
+    Encode's latent is the host's VAEEncode of the whole image, bit for bit."""
+    image = _write_lr(comfy_server.base_dir, "encode_whole_auto.png", _gradient(176, 40))
+    saved = _saved(comfy_server, comfy_server.run(_encode_prompt(image, "enc_auto", False, "auto")))
     assert torch.equal(saved["ours"], saved["host"])
