@@ -87,10 +87,14 @@ def whole_fits(patcher, need: int, tiling: str) -> bool:
 
     As the host's own VAE encode does: load ``patcher`` with ``need`` bytes to spare (the
     host offloads other models to make room), then compare with the device's free memory.
-    ``tiling`` "always" answers no (the model is loaded all the same).
+    On the CPU only half the free RAM counts: there is no out-of-memory error to fall back
+    on there. ``tiling`` "always" answers no (the model is loaded all the same).
     """
     mm.load_models_gpu([patcher], memory_required=need)
-    return tiling != "always" and mm.get_free_memory(patcher.load_device) >= need
+    free = mm.get_free_memory(patcher.load_device)
+    if mm.is_device_cpu(patcher.load_device):
+        free //= 2   # RAM is shared, and running out kills the process instead of raising
+    return tiling != "always" and free >= need
 
 
 def whole_or_tiled(fn, x: torch.Tensor, fits: bool, tiles) -> torch.Tensor:

@@ -139,6 +139,8 @@ def _workflow_models() -> tuple[set[str], set[str], set[str]]:
             elif node["class_type"] == "DoSSRModelLoader":
                 dossr.add(node["inputs"]["model_name"])
         for node in json.loads((REPO / "workflows" / f"{name}.json").read_text())["nodes"]:
+            if node["type"] != "CheckpointLoaderSimple":
+                continue
             for model in (node.get("properties") or {}).get("models") or []:
                 urls.add(model["url"])
     return sd, dossr, urls

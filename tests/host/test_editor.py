@@ -480,7 +480,7 @@ def _check_errors_panel(bare_editor, page, workflow, shot):
     rows = page.evaluate(MISSING_PANEL_JS)
     print("panel entries:", [r["text"] for r in rows])
 
-    label, url = SD_DOWNLOAD
+    url = SD_DOWNLOAD[1]
     dossr_file = _dossr_file(workflow)
     assert sorted(r["name"] for r in rows) == sorted([SD_FILE, dossr_file]), rows
     sd_row = next(r for r in rows if r["name"] == SD_FILE)

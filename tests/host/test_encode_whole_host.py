@@ -141,7 +141,23 @@ def test_other_errors_of_the_whole_pass_are_not_retried_on_tiles(encode, handle,
         run(encode, handle, vae, pixels, "auto")
 
 
+def test_on_the_cpu_only_half_the_free_ram_counts(encode, vae, host, monkeypatch):
+    """No out-of-memory error on the CPU (the system kills the process), so a whole pass
+    must fit in half of what the host reports free."""
+    need = 10 << 20
+    monkeypatch.setattr(host, "get_free_memory", lambda *a, **k: 3 * need // 2)
+    assert not encode.whole_fits(vae.patcher, need, "auto")
+    monkeypatch.setattr(host, "get_free_memory", lambda *a, **k: 2 * need)
+    assert encode.whole_fits(vae.patcher, need, "auto")
+    assert not encode.whole_fits(vae.patcher, need, "always")
+
+
 def test_the_node_takes_tiling_and_rejects_unknown_values(encode):
+    if import_pack("nodes.validation").HOST_CHECKS_COMBOS:
+        # this host checks combo values itself (tests/host/test_nodes_host.py shows it
+        # refusing them), so the node names none in its own validation
+        assert "validate_inputs" not in vars(encode.DoSSRLREncode)
+        return
     assert encode.DoSSRLREncode.validate_inputs("rrdbnet", "always") is True
     assert encode.DoSSRLREncode.validate_inputs("rrdbnet") is True
     message = encode.DoSSRLREncode.validate_inputs("rrdbnet", "sometimes")

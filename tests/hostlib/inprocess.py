@@ -19,8 +19,8 @@ PACK = "dossr_pack"
 def import_host(comfy_path, args=("--cpu",)):
     """``comfy.model_management`` of the tree at *comfy_path*, parsed with the host *args*.
 
-    Where torchvision does not import, its stand-in in tests/host_stubs is put on the path,
-    as for the test server. The host reads its command line once, at the first import of ``comfy.*``; later calls
+    Where torchvision or torchaudio does not import, its stand-in in tests/host_stubs is put
+    on the path, as for the test server. The host reads its command line once, at the first import of ``comfy.*``; later calls
     return the already imported module whatever *args* say.
     """
     from tests.hostlib import server
@@ -28,8 +28,9 @@ def import_host(comfy_path, args=("--cpu",)):
     root = str(Path(comfy_path).resolve())
     if root not in sys.path:
         sys.path.insert(0, root)
-    if not server.torchvision_importable() and str(server.HOST_STUBS) not in sys.path:
-        sys.path.append(str(server.HOST_STUBS))     # the import-only stand-in (HOST.md)
+    needed = server.stubs_needed()
+    if needed and str(server.stub_path(needed)) not in sys.path:
+        sys.path.append(str(server.stub_path(needed)))   # the import-only stand-ins (HOST.md)
     saved = sys.argv
     sys.argv = [saved[0], *args]
     try:

@@ -1,0 +1,1 @@
+"""Stand-in for ``av.video`` (see bench/stand_ins/README.md)."""
