@@ -256,7 +256,7 @@ class Scheduler:
         t0 = time.monotonic()
         name = api.upload_image(server.url, item.source, name=upload_name(data, item.source), data=data)
         prompt = self.prepare(self.template, name, job.seed)
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())   # newer hosts accept only the canonical form
         server.expect(prompt_id, prompt, item.relative.as_posix())
         api.queue_prompt(server.url, prompt, self.client_id, prompt_id=prompt_id)
         if self.pool.stopped:  # Ctrl-C came while it was being queued
