@@ -161,9 +161,8 @@ class DoSSRModelLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, model_name, dtype):
-        if find_model_file(model_name) is None:
-            return missing_file_message(model_name)
-        return check_choices(dtype=(dtype, ["auto", *DTYPES]))
+        found = _validate_model_name(cls, model_name)
+        return check_choices(dtype=(dtype, ["auto", *DTYPES])) if found is True else found
 
     @classmethod
     def execute(cls, model_name, dtype) -> io.NodeOutput:
