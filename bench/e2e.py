@@ -290,14 +290,14 @@ def gb(n: int) -> str:
 
 def report(args, results, info) -> None:
     out_px = 4 * args.size
-    by = {k: [r for r in results if r["kind"] == k] for k in CONFIGS}
+    by = {k: rs for k in CONFIGS if (rs := [r for r in results if r["kind"] == k])}
     print()
     print(f"DoSSR vs. an SD-based upscaler: LR {args.size}x{args.size} px -> {out_px}x{out_px} px, "
           f"{info['models']} random-weight models, CPU ({os.cpu_count()} cores), "
           f"{info['attention']}, ComfyUI {info['host_version']}")
     counts = sorted({len(v) for v in by.values()})
     runs = str(counts[0]) if len(counts) == 1 else ", ".join(f"{k}: {len(v)}" for k, v in by.items())
-    order = " ".join(CONFIGS)
+    order = " ".join(by)
     print(f"{runs} run(s) per configuration, order alternating ({order}, {order[::-1]}, ...); medians; "
           f"seconds from the server's timestamps")
     print()
@@ -307,8 +307,8 @@ def report(args, results, info) -> None:
     print(head)
     print("-" * len(head))
     rows = {}
-    for k, name in CONFIGS.items():
-        rs = by[k]
+    for k, rs in by.items():
+        name = CONFIGS[k]
         calls = sorted({r["calls"] for r in rs})
         evals = sorted({r["evals"] for r in rs})
         row = {key: med(rs, key) for key in ("wall", "cpu", "sampler", "encode", "decode",
@@ -318,8 +318,8 @@ def report(args, results, info) -> None:
               f"{row['encode']:>9.1f} {row['decode']:>9.1f} {row['other']:>8.1f} "
               f"{'/'.join(map(str, calls)):>11} {'/'.join(map(str, evals)):>11} "
               f"{row['sampler'] / row['calls']:>7.2f} {row['sampler'] / row['evals']:>7.2f}")
-    a = rows["A"]
-    for k in (k for k in CONFIGS if k != "A"):
+    a = rows.get("A")
+    for k in (k for k in rows if k != "A" and a):
         b = rows[k]
         print(f"{f'ratio {k}/A (baseline / DoSSR)':<44} {b['wall'] / a['wall']:>8.2f}x "
               f"{b['cpu'] / a['cpu']:>6.2f}x {b['sampler'] / a['sampler']:>9.2f}x {'':>9} {'':>9} {'':>8} "
@@ -373,8 +373,8 @@ def report_limit(by: dict, nets: dict) -> None:
             f"{'encode s/nets':>14} {'sampler s/nets':>15} {'decode s/nets':>14}")
     print(head)
     print("-" * len(head))
-    for k, name in CONFIGS.items():
-        rs = by[k]
+    for k, rs in by.items():
+        name = CONFIGS[k]
         floor = networks.floor_seconds(nets, rs[0]["call_batches"])
         stage = {key: med(rs, key) for key in ("wall", "encode", "sampler", "decode")}
         cells = " ".join(f"{f'{stage[x]:.1f}/{floor[x]:.1f}':>{w}}"
@@ -437,7 +437,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--no-networks", action="store_true",
                     help="skip timing each network on its own (the limit columns)")
+    ap.add_argument("--configs", default="".join(CONFIGS),
+                    help="which configurations to run, e.g. A for DoSSR only (default: all; the "
+                         "ratios need A and at least one other)")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.configs) - set(CONFIGS))
+    if unknown or not args.configs:
+        ap.error(f"--configs: {''.join(unknown) or 'nothing'} is not among {''.join(CONFIGS)}")
+    kinds = [k for k in CONFIGS if k in args.configs]
     if args.size < 8 or args.size % 2:
         ap.error("--size must be even and at least 8 (so 4*size is a multiple of 8 and both "
                  "outputs have the same size)")
@@ -475,7 +482,7 @@ def main(argv=None) -> int:
         events = EventLog(server.url, server.client_id)
 
         t0 = time.perf_counter()
-        for kind in CONFIGS:
+        for kind in kinds:
             hs.write_png(base / "input" / f"warmup_{kind}.png", WARMUP_LR, WARMUP_LR)
             run_prompt(server, events, kind, f"warmup_{kind}.png", logs / f"warmup_{kind}.jsonl",
                        4 * WARMUP_LR, args.timeout)
@@ -485,7 +492,7 @@ def main(argv=None) -> int:
         results = []
         try:
             for run in range(args.runs):
-                order = list(CONFIGS)
+                order = kinds
                 for kind in order if run % 2 == 0 else order[::-1]:
                     image = f"lr_{args.size}_run{run}_{kind}.png"
                     hs.write_png(base / "input" / image, args.size, args.size)  # same pixels each time
@@ -499,7 +506,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             server.interrupt()
             print("interrupted: reporting the runs finished so far", flush=True)
-            if len({r["kind"] for r in results}) < len(CONFIGS):
+            if not results:
                 raise
         info["peak_rss"] = server.server_peak_rss_bytes()
         events.close()
