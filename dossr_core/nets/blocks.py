@@ -277,7 +277,8 @@ class PixelAttention(nn.Module):
         h = self.norm(x)
 
         def tokens(conv: nn.Conv2d) -> torch.Tensor:
-            return conv(h).flatten(2).transpose(1, 2)
+            # contiguous: with the channels strided, CPU attention over all pixels runs slower
+            return conv(h).flatten(2).transpose(1, 2).contiguous()
 
         out = multi_head_attention(tokens(self.q), tokens(self.k), tokens(self.v), heads=1)
         out = out.transpose(1, 2).reshape(batch, channels, height, width)
