@@ -39,8 +39,12 @@ def median_seconds(fn, runs: int) -> float:
 
 
 def time_networks(comfy: Path, sd_path: Path, dossr_path: Path, lr: int, batches, runs: int,
-                  host_args=("--cpu",)) -> dict[str, float]:
-    """Median seconds of each network at LR side ``lr`` (output ``4 lr``), see the module doc."""
+                  host_args=("--cpu",), grad_mode=None) -> dict[str, float]:
+    """Median seconds of each network at LR side ``lr`` (output ``4 lr``), see the module doc.
+
+    They run under ``torch.inference_mode()``, as the host's executor runs a prompt
+    (``grad_mode``: another context manager factory, e.g. ``torch.no_grad``, to compare).
+    """
     mm = import_host(comfy, host_args)
     import comfy.sd
     import torch
@@ -75,7 +79,7 @@ def time_networks(comfy: Path, sd_path: Path, dossr_path: Path, lr: int, batches
         **{f"eval_b{b}": evaluation(b) for b in sorted(set(batches))},
         "vae_decoder": lambda: vae.decode(latent),
     }
-    with torch.no_grad():
+    with (grad_mode or torch.inference_mode)():
         return {name: median_seconds(fn, runs) for name, fn in calls.items()}
 
 
