@@ -163,12 +163,20 @@ def test_two_servers_share_the_batch_and_survive_one_stopping(start_comfy_server
     assert results(out) == {f"img_{i}_x4.png" for i in range(8)}
 
 
+def terminal_ctrl_c() -> None:
+    """In the client's process: SIGINT as at a terminal. A test run started in the background
+    (``cmd &`` in a script) ignores SIGINT, its children inherit that, and Python then installs
+    no KeyboardInterrupt handler, so the Ctrl-C this test sends would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_cancels_only_this_clients_prompts(comfy_server, tmp_path):
     src = small_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
     proc = subprocess.Popen(client_cmd(src, "--server", comfy_server.url, *MODELS, "--steps", 100,
                                        "--seed", 9, "--output-dir", out),
-                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=terminal_ctrl_c)
     try:
         deadline = time.monotonic() + 120
         while not comfy_server.queue()["queue_running"] and time.monotonic() < deadline:
