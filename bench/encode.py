@@ -27,6 +27,7 @@ Prints the figures side by side in one run; it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -82,48 +83,49 @@ class Host:
         return self.sizes.pad_to_multiple(self.sizes.resize(lr, self.sizes.target_size(
             *lr.shape[-2:], 4.0)).clamp(0, 1))
 
+    @contextlib.contextmanager
+    def choosing(self, decide):
+        """nodes/encode.py with ``whole_fits`` answered by ``decide(patcher, need, fits)``,
+        where ``fits`` is the node's own answer (which also loads the model)."""
+        real = self.encode.whole_fits
+        self.encode.whole_fits = lambda patcher, need, tiling: decide(
+            patcher, need, real(patcher, need, tiling))
+        try:
+            yield
+        finally:
+            self.encode.whole_fits = real
+
     def network_passes(self, lr, fits: bool) -> dict:
-        """Each network's result and seconds, whole (``fits``) or on the node's tiles."""
+        """Each network's result and seconds through the node's own functions, whole
+        (``fits``) or on the node's tiles."""
         enc, h = self.encode, self.handle
         padded = self.padded_x4(lr)
-        dev = h.encoder_patcher.load_device
-
-        def hint(a):
-            return h.hint_encoder(a.to(dev, h.dtype))
-
-        def latent(a):
-            return self.vae.encode(a.movedim(1, -1))
-
         passes = {
-            "rrdbnet": lambda: enc.run_preprocessor(h.preprocessor, lr, dev, h.dtype, fits),
-            "vae_encoder": lambda: enc.whole_or_tiled(latent, padded, fits,
-                                                      enc.encoder_tiles(latent, padded)),
-            "hint_encoder": lambda: enc.whole_or_tiled(hint, padded, fits,
-                                                       enc.encoder_tiles(hint, padded)),
+            "rrdbnet": lambda: enc.prepare_reference(h, lr, 4.0, "rrdbnet"),
+            "vae_encoder": lambda: enc.encode_latent(self.vae, padded),
+            "hint_encoder": lambda: enc.encode_hint(h, padded),
         }
         out = {}
-        for name, fn in passes.items():
-            start = time.perf_counter()
-            y = fn()
-            out[name] = (y.float(), time.perf_counter() - start)
+        with self.choosing(lambda patcher, need, node_fits: fits):
+            for name, fn in passes.items():
+                start = time.perf_counter()
+                y = fn()
+                out[name] = (y.float(), time.perf_counter() - start)
         return out
 
     def node(self, lr, tiling: str) -> tuple[dict, list]:
         """DoSSR LR Encode's work with ``tiling``; (seconds and memory, auto's decisions)."""
         enc = self.encode
         decisions = []
-        real = enc.whole_fits
 
-        def recording(patcher, need, mode):
-            fits = real(patcher, need, mode)
+        def recording(patcher, need, fits):
             budget = self.mm.get_free_memory(patcher.load_device)
             if self.mm.is_device_cpu(patcher.load_device):
                 budget //= 2                      # the rule counts half the free RAM on the CPU
             decisions.append({"need_gb": need / GB, "budget_gb": budget / GB, "whole": fits})
             return fits
 
-        enc.whole_fits = recording
-        try:
+        with self.choosing(recording):
             weights = rss("VmRSS")
             large.reset_peak(os.getpid())
             start = time.perf_counter()
@@ -133,8 +135,6 @@ class Host:
             latent = enc.encode_latent(self.vae, padded, tiling)
             seconds = time.perf_counter() - start
             peak = rss("VmHWM")
-        finally:
-            enc.whole_fits = real
         finite = bool(latent.isfinite().all() and hint.isfinite().all())
         for d, name in zip(decisions, ("rrdbnet", "hint_encoder", "vae_encoder")):
             d["network"] = name
