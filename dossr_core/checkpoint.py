@@ -1,24 +1,23 @@
-"""Reading DoSSR weights safely: tensors only, DoSSR parts only (DESIGN §1).
+"""DoSSR networks from a checkpoint's tensors (DESIGN §1).
 
-The released ``.ckpt`` files are ~5 GB torch zip pickles that also carry a
-full SD 2.1-base copy. They are opened with torch's weights-only unpickler
-(no code in the file runs; any object but tensors and plain containers is
-refused) and memory-mapped copy-on-write, so only the DoSSR tensors are ever
-read, and only when first used. A
+The released ``.ckpt`` files are Lightning training checkpoints that also carry
+a full SD 2.1-base copy. ``safe_load`` reads them tensors-only, memory-mapped
+copy-on-write, so only the tensors used are ever read from disk. A
 ``.safetensors`` file with the same key names works the same way.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from .errors import CheckpointError
 from .nets import HintEncoder, LatentHintControlNet, RRDBNet
+from .safe_load import checkpoint_shapes, read_state_dict  # noqa: F401  (re-exported)
 
 PARTS = {  # attribute -> (checkpoint prefix, network, required)
     "controlnet": ("control_model.", LatentHintControlNet, True),
@@ -26,10 +25,6 @@ PARTS = {  # attribute -> (checkpoint prefix, network, required)
     "preprocessor": ("preprocess_model.", RRDBNet, False),
 }
 SD_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
-
-
-class CheckpointError(ValueError):
-    """A file that cannot serve as DoSSR weights; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -53,72 +48,24 @@ class DoSSRModel:
     config: DoSSRConfig
 
 
-def _file_kind(path: str) -> str:
-    """``zip`` (torch.save), ``pickle`` (legacy torch.save) or ``safetensors``, from the bytes."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish; "
-                              f"fetch the file again")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head[:1] == b"\x80":
-        return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    raise CheckpointError(f"{path} is not a model file (neither a torch checkpoint nor "
-                          f"safetensors; it starts with {head[:12]!r}). Was a web page or "
-                          f"text file saved instead of the weights?")
+def is_dossr_key(key) -> bool:
+    return isinstance(key, str) and key.startswith(tuple(p for p, _, _ in PARTS.values()))
 
 
-def _unreadable(path: str, err: Exception) -> CheckpointError:
-    return CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err}). The file is "
-                           f"probably truncated or corrupt: download or convert it again")
+def is_backbone_key(key) -> bool:
+    return isinstance(key, str) and key.startswith(SD_PREFIXES)
 
 
-def _read_safetensors(path: str, wanted):
-    from safetensors import safe_open
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys() if wanted(k)}, list(f.keys())
-    except Exception as err:  # safetensors raises its own error types for bad headers/data
-        raise _unreadable(path, err) from err
-
-
-def _read_torch_pickle(path: str, kind: str, wanted):
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=(kind == "zip"))
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} was refused: besides tensors it holds Python objects that would run code "
-            f"when loaded ({str(err).splitlines()[0][:200]}). DoSSR loads tensors only. If you "
-            f"trust the file, convert it to .safetensors in a separate, trusted environment."
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise _unreadable(path, err) from err
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a dictionary of tensors")
-    keys = list(data)
-    # Views of the copy-on-write mapping: pages are read when the weights are first used.
-    return {k: v for k, v in data.items() if wanted(k) and isinstance(v, torch.Tensor)}, keys
+def require_dossr(path: str, tensors: dict) -> None:
+    """CheckpointError unless ``tensors`` (read from ``path``) hold the DoSSR ControlNet."""
+    if not any(k.startswith(PARTS["controlnet"][0]) for k in tensors):
+        raise CheckpointError(_not_dossr_message(path, list(checkpoint_shapes(path))))
 
 
 def read_dossr_tensors(path: str) -> dict:
-    """The DoSSR tensors of ``path`` under their checkpoint names; nothing else is read."""
-    prefixes = tuple(prefix for prefix, _, _ in PARTS.values())
-    wanted = lambda key: isinstance(key, str) and key.startswith(prefixes)
-    kind = _file_kind(path)
-    if kind == "safetensors":
-        tensors, all_keys = _read_safetensors(path, wanted)
-    else:
-        tensors, all_keys = _read_torch_pickle(path, kind, wanted)
-    if not any(k.startswith(PARTS["controlnet"][0]) for k in tensors):
-        raise CheckpointError(_not_dossr_message(path, all_keys))
+    """The DoSSR tensors of ``path`` under their checkpoint names; nothing else is kept."""
+    tensors = read_state_dict(path, wanted=is_dossr_key)
+    require_dossr(path, tensors)
     return tensors
 
 
