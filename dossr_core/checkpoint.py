@@ -127,10 +127,15 @@ def load_dossr(path: str, device="cpu", dtype: Optional[torch.dtype] = None) -> 
     sizes are inferred from the tensor shapes, so reduced test models load too.
     """
     path = os.fspath(path)
-    tensors = read_dossr_tensors(path)
+    return dossr_from_tensors(path, read_dossr_tensors(path), device, dtype)
+
+
+def dossr_from_tensors(path: str, tensors: dict, device="cpu",
+                       dtype: Optional[torch.dtype] = None) -> DoSSRModel:
+    """The DoSSR networks from ``tensors`` read out of ``path`` (emptied as it goes)."""
     dtype = dtype or stored_dtype(tensors)
     parts = split_parts(tensors)
-    del tensors
+    tensors.clear()
     configs = infer_configs(path, parts)
     nets = {attr: _build(PARTS[attr][1], cfg, parts.pop(attr), device, dtype)
             for attr, cfg in configs.items()}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import contextlib
 import os
 import pickle
 import re
@@ -183,18 +184,36 @@ def _refusal(path: str, name: str) -> UnsafeCheckpoint:
 
 # ----------------------------------------------------------------------------- loading
 
+@contextlib.contextmanager
+def _without_process_safe_globals():
+    """The process's own ``add_safe_globals`` entries set aside while one file is read.
+
+    A host registers some real classes process-wide (ComfyUI: numpy's scalar and a few
+    dtypes, a ModelCheckpoint class); mixed with our stand-ins they would make a load
+    depend on which host runs it, and fail half-way on the dtypes it did not register."""
+    ser = torch.serialization
+    saved = ser.get_safe_globals()
+    ser.clear_safe_globals()
+    try:
+        yield
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(saved)
+
+
 def _load(path: str, kind: str, mmap: bool):
     wo = _machinery()
     if wo is None:
         return _load_plain(path, kind, mmap)
-    names = unsafe_globals(path, kind, wo)
-    blocked = _blocked(names, wo)
-    if blocked:
-        raise _refusal(path, blocked[0])
-    stand_ins = [(_harmless(n) if _is_harmless(n) else _stand_in(n), n) for n in names]
-    with _LOAD_LOCK, torch.serialization.safe_globals(stand_ins):
+    with _LOAD_LOCK, _without_process_safe_globals():
+        names = unsafe_globals(path, kind, wo)
+        blocked = _blocked(names, wo)
+        if blocked:
+            raise _refusal(path, blocked[0])
+        stand_ins = [(_harmless(n) if _is_harmless(n) else _stand_in(n), n) for n in names]
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            with torch.serialization.safe_globals(stand_ins):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except _RefusedCall as call:
             raise _refusal(path, call.name) from None
         except pickle.UnpicklingError as err:

@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .checkpoint_loader import DoSSRCheckpointLoader
 from .colorfix import DoSSRColorFix
 from .control import DoSSRApplyControlNet
 from .encode import DoSSRLREncode
@@ -10,7 +11,7 @@ from .sampler import DoSSRSampler, DoSSRSamplerSelect, DoSSRSigmas
 from .templates import install_template_filter
 from .tiling import DoSSRTiledDiffusion
 
-NODES = [DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
+NODES = [DoSSRCheckpointLoader, DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
          DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion]
 
 

@@ -18,6 +18,7 @@ import comfy.model_management as mm
 import folder_paths
 
 from ..dossr_core.checkpoint import CheckpointError, DoSSRConfig, load_dossr
+from ..dossr_core.checkpoint import DoSSRModel as DoSSRNetworks
 from .host_compat import new_patcher, schema
 from .io_types import DoSSRModel
 from .validation import HOST_CHECKS_COMBOS, check_choices
@@ -70,9 +71,10 @@ class DoSSRModelHandle:
     patcher is loaded by the LR Encode node.
     """
 
-    def __init__(self, path: str, dtype: torch.dtype):
+    def __init__(self, path: str, dtype: torch.dtype, loaded: DoSSRNetworks | None = None):
+        """The networks of *path*, or the already *loaded* ones read from it."""
         self.path = path
-        loaded = load_dossr(path, device=mm.unet_offload_device(), dtype=dtype)
+        loaded = loaded or load_dossr(path, device=mm.unet_offload_device(), dtype=dtype)
         self.config: DoSSRConfig = loaded.config
         self.control_patcher = new_patcher(loaded.controlnet)
         encoders = torch.nn.ModuleDict({"hint_encoder": loaded.hint_encoder})

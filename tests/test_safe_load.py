@@ -164,3 +164,27 @@ def test_shapes_read_without_tensor_data(tmp_path):
         path = tmp_path / f"x.{form}"
         _write(form, path, tensors)
         assert safe_load.checkpoint_shapes(path) == {k: tuple(v.shape) for k, v in tensors.items()}
+
+
+def test_process_wide_safe_globals_change_nothing(tmp_path):
+    """A host that registers real numpy classes and its own ModelCheckpoint process-wide
+    (ComfyUI does) gets the same tensors, and keeps its registrations afterwards."""
+    import numpy as np
+
+    class ModelCheckpoint:
+        pass
+
+    registered = [np.dtype, np.dtypes.Float64DType, (ModelCheckpoint,
+                  "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")]
+    path = tmp_path / "dossr.ckpt"
+    tensors = _tensors()
+    write_training_ckpt(path, tensors)
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals(registered)
+    try:
+        got = read_state_dict(path)
+        assert set(torch.serialization.get_safe_globals()) == set(before) | set(registered)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+    assert set(got) == set(tensors)

@@ -170,6 +170,33 @@ class ModelCache:
         return self.get(f"dossr_{size}-s{seed}-{self._dossr_version()}.safetensors",
                         lambda p: fake_dossr.write_safetensors(p, self._dossr_tensors(size, seed)))
 
+    def release_checkpoint(self, size: str = "mini", sd_variant: str = "sd2_mini", seed: int = 0,
+                           form: str = "training") -> Path:
+        """A DoSSR release file as the authors' training writes it: a Lightning training
+        checkpoint (tests/training_ckpt.py) whose state_dict holds the DoSSR parts of
+        :meth:`dossr_checkpoint` and the SD tensors of :meth:`sd_checkpoint`, unchanged.
+        ``form="state_dict"`` writes the same
+        tensors as a plain ``{"state_dict": ...}`` file instead."""
+        import torch
+
+        from safetensors.torch import load_file
+
+        from tests import training_ckpt
+
+        sd_path = self.sd_checkpoint(sd_variant, seed)
+        version = _digest(Path(training_ckpt.__file__), extra=self._dossr_version() + sd_path.name)
+
+        def write(p):
+            tensors = load_file(str(sd_path))
+            tensors.update(self._dossr_tensors(size, seed))
+            if form == "state_dict":
+                torch.save({"state_dict": tensors}, str(p))
+            else:
+                training_ckpt.write_training_ckpt(p, tensors)
+
+        kind = "" if form == "training" else f"-{form}"
+        return self.get(f"release_{size}_{sd_variant}{kind}-s{seed}-{version}.ckpt", write)
+
     def dossr_rrdb(self, size: str = "mini", seed: int = 0) -> Path:
         """The preprocessor of :meth:`dossr_checkpoint` alone, unprefixed (an ESRGAN x4 file
         for the host's UpscaleModelLoader)."""
@@ -199,6 +226,12 @@ def sd2_mini_ckpt(model_cache) -> Path:
 @pytest.fixture(scope="session")
 def dossr_mini_ckpt(model_cache) -> Path:
     return model_cache.dossr_checkpoint("mini")
+
+
+@pytest.fixture(scope="session")
+def release_mini_ckpt(model_cache) -> Path:
+    """The mini SD and DoSSR weights as one release file in training-checkpoint form."""
+    return model_cache.release_checkpoint("mini")
 
 
 @pytest.fixture(scope="session")

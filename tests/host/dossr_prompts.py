@@ -91,3 +91,20 @@ def upscale_with_loader_prompt(image: str, prefix: str, dossr: str = DOSSR_MINI)
                                                                  "image": ["load", 0]}},
         "save": {"class_type": "SaveImage", "inputs": {"images": ["up", 0], "filename_prefix": prefix}},
     }
+
+
+def one_file(prompt: dict, release: str) -> dict:
+    """*prompt* with its CheckpointLoaderSimple + DoSSRModelLoader pair replaced by one
+    DoSSRCheckpointLoader reading *release* (same node id ``ckpt``; DOSSR_MODEL at output 3)."""
+    out = {}
+    for node_id, node in prompt.items():
+        if node["class_type"] == "DoSSRModelLoader":
+            continue
+        node = {"class_type": node["class_type"], "inputs": dict(node["inputs"])}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and value and prompt.get(value[0], {}).get("class_type") == "DoSSRModelLoader":
+                node["inputs"][name] = ["ckpt", 3 + value[1]]
+        out[node_id] = node
+    dtype = prompt.get("dossr", {}).get("inputs", {}).get("dtype", "auto")
+    out["ckpt"] = {"class_type": "DoSSRCheckpointLoader", "inputs": {"ckpt_name": release, "dtype": dtype}}
+    return out
