@@ -38,6 +38,7 @@ SD21_MANIFEST = "sd21_base_tensors.json"
 SD_PARTS = {"model.diffusion_model.": "UNet", "first_stage_model.": "VAE",
             "cond_stage_model.": "text encoder"}
 DOSSR_PREFIXES = ("control_model.", "cond_encoder.", "preprocess_model.")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.I | re.S)
 
 
@@ -174,12 +175,15 @@ def _shapes(path: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=(kind == "zip"))
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path} holds Python objects besides tensors that the "
-                              f"weights-only loader refuses ({str(err).splitlines()[0][:200]})"
-                              ) from err
+        text = _ANSI.sub("", str(err))
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        raise CheckpointError(f"{path} holds Python objects besides tensors "
+                              f"({found[1] if found else 'not plain data'}), which the "
+                              f"weights-only loader refuses to build") from err
     except Exception as err:  # torch's zip reader raises RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200] if str(err) else ''})") from err
+        first = _ANSI.sub("", str(err)).strip().splitlines()[:1]
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}"
+                              f"{': ' + first[0][:200] if first else ''})") from err
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
@@ -293,7 +297,7 @@ def verify_hashed(path, size: int, sha256: str, digest: Optional[str] = None) ->
     got = os.path.getsize(path)
     if got != size:
         what = describe_unreadable(path)
-        if what and sniff(path) in ("html", "empty", "other"):
+        if what and sniff(path) in ("html", "empty"):
             raise Refused(what)
         if got < size:
             raise Refused(f"a file truncated at {got:,} of {size:,} bytes")
