@@ -119,10 +119,10 @@ def file_kind(path: str) -> str:
         head = f.read(16)
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size:
+        return "safetensors"   # before the pickle test: a header length can start with 0x80
     if head[:1] == b"\x80":
         return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     raise CheckpointError(f"{path} is not a model file (neither a torch checkpoint nor "
                           f"safetensors; it starts with {head[:12]!r}). Was a web page or "
                           f"text file saved instead of the weights?")

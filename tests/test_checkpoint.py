@@ -170,3 +170,29 @@ def test_only_the_dossr_tensors_are_read(tmp_path):
     """)
     grown_kb = int(subprocess.check_output([sys.executable, "-c", probe], text=True).split()[-1])
     assert grown_kb < 150 * 1024, f"peak RSS grew {grown_kb / 1024:.0f} MB"
+
+
+def test_convert_with_backbone_writes_a_one_file_model(tmp_path):
+    """From a training-form release file: every DoSSR and SD tensor, fp16, in a standard
+    safetensors file; the DoSSR-only conversion of the same file has no backbone."""
+    from safetensors import safe_open
+
+    from dossr_core.release import NoBackbone, read_release
+    from tests.training_ckpt import write_training_ckpt
+
+    tensors = dossr_state_dict("small", seed=5)
+    backbone = {k: v for k, v in sd_extras().items() if k.startswith(("model.", "first_stage", "cond_stage"))}
+    src = tmp_path / "dossr_default.ckpt"
+    write_training_ckpt(src, {**tensors, **backbone, "betas": torch.linspace(0, 1, 10)})
+    full, small = tmp_path / "full.safetensors", tmp_path / "small.safetensors"
+    assert convert_main([str(src), str(full), "--with-backbone"]) == 0
+    assert convert_main([str(src), str(small)]) == 0
+    with safe_open(str(full), framework="pt") as f:
+        assert set(f.keys()) == set(tensors) | set(backbone)
+        for k in f.keys():
+            want = {**tensors, **backbone}[k]
+            assert torch.equal(f.get_tensor(k), want.half()), k
+    dossr, sd = read_release(full)
+    assert set(dossr) == set(tensors) and set(sd) == set(backbone)
+    with pytest.raises(NoBackbone, match="two-file workflow"):
+        read_release(small)

@@ -188,3 +188,18 @@ def test_process_wide_safe_globals_change_nothing(tmp_path):
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(before)
     assert set(got) == set(tensors)
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle(tmp_path):
+    """A header length whose first byte is 0x80 (a pickle's first byte) is still safetensors."""
+    from safetensors.torch import save_file
+
+    for n in range(1, 400):
+        path = tmp_path / "x.safetensors"
+        save_file({"t" * n: torch.zeros(1)}, str(path))
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.skip("no header length starting with 0x80 found")
+    assert safe_load.file_kind(str(path)) == "safetensors"
+    assert set(read_state_dict(path)) == {"t" * n}
