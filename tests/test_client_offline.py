@@ -107,7 +107,7 @@ def test_prepare_prompt_sets_image_models_and_seeds():
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"sd_checkpoint": "c"}, "no CheckpointLoaderSimple node"),
-    ({"dossr_model": "d"}, "no DoSSRModelLoader node"),
+    ({"dossr_model": "d"}, "no DoSSRCheckpointLoader or DoSSRModelLoader node"),
     ({"seed": 1}, "no node of the workflow has a seed input"),
 ])
 def test_prepare_prompt_missing_nodes(kwargs, needle):
@@ -116,6 +116,16 @@ def test_prepare_prompt_missing_nodes(kwargs, needle):
         client.prepare_prompt(wf, "x.png", **kwargs)
     with pytest.raises(client.ClientError, match="no LoadImage node"):
         client.prepare_prompt({"1": {"class_type": "SaveImage", "inputs": {}}}, "x.png")
+
+
+def test_model_options_on_the_one_file_workflow():
+    """--dossr-model names the one file; --sd-checkpoint has nothing to set and says why."""
+    wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+          "2": {"class_type": "DoSSRCheckpointLoader", "inputs": {"ckpt_name": "x.ckpt", "dtype": "auto"}}}
+    out = client.prepare_prompt(wf, "up.png", dossr_model="dossr_onestep.ckpt")
+    assert out["2"]["inputs"]["ckpt_name"] == "dossr_onestep.ckpt"
+    with pytest.raises(client.ClientError, match="takes SD 2.1-base from the DoSSR file"):
+        client.prepare_prompt(wf, "up.png", sd_checkpoint="v2-1_512-ema-pruned.safetensors")
 
 
 def test_load_workflow_errors(tmp_path):

@@ -3,12 +3,12 @@
 
     python workflows/dossr_client.py photo.png
     python workflows/dossr_client.py photo.png --server http://127.0.0.1:8188 \\
-        --sd-checkpoint v2-1_512-ema-pruned.safetensors --dossr-model dossr_default.safetensors \\
-        --seed 42 --output-dir out/
+        --dossr-model dossr_default.ckpt --seed 42 --output-dir out/
 
 Uploads IMAGE (POST /upload/image), loads an API-format workflow (default: dossr_x4_api.json
 next to this script), points its LoadImage node at the upload, optionally sets ``ckpt_name``
-on CheckpointLoaderSimple nodes, ``model_name`` on DoSSRModelLoader nodes and the seed
+on CheckpointLoaderSimple nodes, the DoSSR file on DoSSRCheckpointLoader / DoSSRModelLoader
+nodes and the seed
 (``seed``/``noise_seed`` inputs), queues it (POST /prompt), waits for the result
 (GET /history/<id>) and downloads every saved image (GET /view) into --output-dir, printing
 the paths. Any failure prints one clear message and exits with status 2.
@@ -38,6 +38,11 @@ from pathlib import Path
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 DEFAULT_WORKFLOW = Path(__file__).resolve().parent / "dossr_x4_api.json"
 SEED_INPUTS = ("seed", "noise_seed")
+#: Which node input each model option sets: (class_type, input name) pairs.
+MODEL_INPUTS = {
+    "--sd-checkpoint": (("CheckpointLoaderSimple", "ckpt_name"),),
+    "--dossr-model": (("DoSSRCheckpointLoader", "ckpt_name"), ("DoSSRModelLoader", "model_name")),
+}
 EXIT_ERROR = 2
 
 
@@ -209,15 +214,18 @@ def prepare_prompt(prompt: dict, image_name: str, *, sd_checkpoint: str | None =
         raise ClientError("the workflow has no LoadImage node to feed the image into")
     for nid in loaders:
         prompt[nid].setdefault("inputs", {})["image"] = image_name
-    for value, class_type, key, option in (
-            (sd_checkpoint, "CheckpointLoaderSimple", "ckpt_name", "--sd-checkpoint"),
-            (dossr_model, "DoSSRModelLoader", "model_name", "--dossr-model")):
+    for value, targets, option in ((sd_checkpoint, MODEL_INPUTS["--sd-checkpoint"], "--sd-checkpoint"),
+                                   (dossr_model, MODEL_INPUTS["--dossr-model"], "--dossr-model")):
         if value is None:
             continue
-        ids = _nodes(prompt, class_type)
+        ids = [(nid, key) for class_type, key in targets for nid in _nodes(prompt, class_type)]
         if not ids:
-            raise ClientError(f"{option} given, but the workflow has no {class_type} node")
-        for nid in ids:
+            names = " or ".join(class_type for class_type, _ in targets)
+            hint = (" (the one-file workflow takes SD 2.1-base from the DoSSR file: use "
+                    "--dossr-model, or the two-file workflow dossr_x4_sd21_api.json)"
+                    if option == "--sd-checkpoint" and _nodes(prompt, "DoSSRCheckpointLoader") else "")
+            raise ClientError(f"{option} given, but the workflow has no {names} node{hint}")
+        for nid, key in ids:
             prompt[nid].setdefault("inputs", {})[key] = value
     if seed is not None:
         hits = 0
@@ -396,8 +404,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "list to spread a batch over several servers")
     p.add_argument("--workflow", default=str(DEFAULT_WORKFLOW),
                    help="API-format workflow JSON (default: dossr_x4_api.json next to this script)")
-    p.add_argument("--sd-checkpoint", help="ckpt_name for the CheckpointLoaderSimple node(s)")
-    p.add_argument("--dossr-model", help="model_name for the DoSSRModelLoader node(s)")
+    p.add_argument("--sd-checkpoint", help="ckpt_name for the CheckpointLoaderSimple node(s) "
+                                           "(the two-file workflow's SD 2.1-base)")
+    p.add_argument("--dossr-model", help="the DoSSR file: ckpt_name of DoSSR Checkpoint Loader, "
+                                         "model_name of DoSSR Model Loader")
     p.add_argument("--seed", type=int, help="seed for every node with a seed/noise_seed input")
     p.add_argument("--output-dir", default=".", help="where to write the results (default: .)")
     p.add_argument("--timeout", type=float, default=600.0,
