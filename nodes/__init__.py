@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .colorfix import DoSSRColorFix
 from .control import DoSSRApplyControlNet
+from .decode import DoSSRVAEDecode
 from .encode import DoSSRLREncode
 from .model import DoSSRModelLoader, register_folder
 from .sampler import DoSSRSampler, DoSSRSamplerSelect, DoSSRSigmas
@@ -11,7 +12,7 @@ from .templates import install_template_filter
 from .tiling import DoSSRTiledDiffusion
 
 NODES = [DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
-         DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion]
+         DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion, DoSSRVAEDecode]
 
 
 class DoSSRExtension(ComfyExtension):
