@@ -102,22 +102,53 @@ def test_settings_reach_their_nodes():
 
 
 def test_tiling_on_off_and_tile_size():
+    """--tiling maps onto the tiling nodes' modes of any workflow, the default one included;
+    --tile-size reaches every tiling node."""
+    assert (X4["12"]["inputs"]["mode"], X4["8"]["inputs"]["tiling"]) == ("auto", "auto")
+    sized = knobs.apply(X4, tile_size=384)
+    assert sized["12"]["inputs"]["tile_size"] == 384 and sized["8"]["inputs"]["tile_size"] == 384
+    on = knobs.apply(X4, tiling=True)
+    assert (on["12"]["inputs"]["mode"], on["8"]["inputs"]["tiling"]) == ("always", "always")
+    off = knobs.apply(X4, tiling=False)
+    assert (off["12"]["inputs"]["mode"], off["8"]["inputs"]["tiling"]) == ("off", "off")
+    for out in (on, off):   # nothing else changes
+        assert {k: v for k, v in out.items() if k not in ("8", "12")} == {
+            k: v for k, v in X4.items() if k not in ("8", "12")}
+    assert X4["12"]["inputs"]["mode"] == "auto"  # the template is not changed
+
     tiled = knobs.apply(TILED, tile_size=256)
     assert tiled["12"]["inputs"]["tile_size"] == 256 and tiled["8"]["inputs"]["tile_size"] == 256
     plain = knobs.apply(TILED, tiling=False)
-    assert "12" not in plain and plain["7"]["inputs"]["model"] == ["2", 0]
+    assert plain["12"]["inputs"]["mode"] == "off" and plain["7"]["inputs"]["model"] == ["12", 0]
     assert plain["8"] == {**TILED["8"], "class_type": "VAEDecode",
                           "inputs": {"samples": ["7", 0], "vae": ["2", 2]}}
-    assert knobs.apply(TILED, tiling=True) == TILED
+    assert knobs.apply(TILED, tiling=True) == TILED   # it already forces tiles
+
+
+def test_tiling_on_names_the_default_workflow_by_an_absolute_path():
+    """A workflow without a tiling node cannot be switched on; the message names a workflow
+    that can, by a path that works from any folder."""
+    untiled = {k: v for k, v in X4.items() if k not in ("12",)}
+    untiled = json.loads(json.dumps(untiled))
+    untiled["7"]["inputs"]["model"] = ["2", 0]
+    with pytest.raises(knobs.KnobError) as err:
+        knobs.apply(untiled, tiling=True)
+    message = str(err.value)
+    assert "no DoSSR Tiled Sampling node" in message
+    path = Path(message.split("such as ")[1].split(" (the default)")[0])
+    assert path.is_absolute() and path == REPO / "workflows" / "dossr_x4_api.json" and path.is_file()
+    assert knobs.apply(untiled, tiling=False)["8"]["inputs"]["tiling"] == "off"
 
 
 @pytest.mark.parametrize("settings, needle", [
     ({"tile_size": 256}, r"--tile-size given, but the workflow has no node input for it \(looked for DoSSRTiledDiffusion.tile_size"),
-    ({"tiling": True}, "no DoSSR Tiled Sampling node: use --workflow workflows/dossr_x4_tiled_api.json"),
+    ({"tiling": True}, "no DoSSR Tiled Sampling node to switch"),
 ])
 def test_settings_without_a_node_are_errors(settings, needle):
+    bare = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+            "7": {"class_type": "DoSSRSampler", "inputs": {"steps": 5}}}
     with pytest.raises(knobs.KnobError, match=needle):
-        knobs.apply(X4, **settings)
+        knobs.apply(bare, **settings)
 
 
 def test_steps_need_a_sampler():
@@ -169,8 +200,9 @@ def test_batch_mode_only_when_asked_or_implied(tree):
 
 def test_batch_errors_are_messages_not_tracebacks(tree, tmp_path, capsys):
     client = _client()
-    assert client.main([str(tree), "--tile-size", "256", "--output-dir", str(tmp_path)]) == 2
-    assert "--tile-size given, but the workflow has no node input" in capsys.readouterr().err
+    assert client.main([str(tree), "--tile-size", "256", "--tiling", "off",
+                        "--output-dir", str(tmp_path)]) == 2
+    assert "--tile-size given together with --tiling off" in capsys.readouterr().err
     assert client.main([str(tree), "--per-image-seed"]) == 2
     assert "--per-image-seed needs --seed" in capsys.readouterr().err
     assert client.main([str(tmp_path / "nothing*.png")]) == 2
