@@ -4,6 +4,8 @@ bookkeeping, workflow settings, seeds, the summary and exit status."""
 import importlib.util
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,66 @@ def test_quiet_progress_prints_only_failures():
     p.finished("done a.png", worked=True)
     p.finished("failed b.png: boom", worked=True, failed=True)
     assert stream.getvalue() == "[2/2] failed b.png: boom\n"
+
+
+class _StallApi:
+    """The client functions a batch Server waits with, answering from a script: the prompt
+    finishes *finish_s* after the start, and the queue moves only if *queue_moves*."""
+
+    def __init__(self, client, finish_s: float, queue_moves: bool):
+        self.client, self.finish_s, self.queue_moves = client, finish_s, queue_moves
+        self.start = time.monotonic()
+        self.looks = 0
+        self.cancelled = []
+        self.Timeout, self.ServerUnreachable = client.Timeout, client.ServerUnreachable
+
+    def _json(self, url, method, path, payload=None, timeout=60.0):
+        done = time.monotonic() - self.start >= self.finish_s
+        return 200, ({"p": {"outputs": {}}} if done else {}), b""
+
+    def queue_state(self, url):
+        self.looks += 1
+        pending = (f"other-{self.looks}",) if self.queue_moves else ()
+        return ("p",), pending
+
+    def _cancel(self, url, prompt_id):
+        self.cancelled.append(prompt_id)
+
+
+class _Steps:
+    def step(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("signal", ["queue", "websocket"])
+def test_batch_wait_is_a_stall_timeout(monkeypatch, signal):
+    """A prompt that takes four times the timeout is waited for while the server shows
+    progress (its queue moves, or progress messages come); without any it is cancelled."""
+    from dossr_batch import scheduler
+
+    client = _client()
+    monkeypatch.setattr(scheduler, "LOST_CHECK_S", 0.05)
+    api = _StallApi(client, finish_s=1.2, queue_moves=signal == "queue")
+    server = scheduler.Server("http://fake", api, "c", _Steps())
+    server.expect("p")
+    stop = threading.Event()
+
+    def messages():
+        while not stop.wait(0.1):
+            server._handle({"type": "progress", "data": {"prompt_id": "p", "value": 1, "max": 9}})
+
+    if signal == "websocket":
+        threading.Thread(target=messages, daemon=True).start()
+    try:
+        assert server.wait("p", timeout=0.3) == {"outputs": {}}
+    finally:
+        stop.set()
+    assert time.monotonic() - api.start >= 1.2 and not api.cancelled
+
+    still = _StallApi(client, finish_s=60, queue_moves=False)
+    server = scheduler.Server("http://fake", still, "c", _Steps())
+    server.expect("p")
+    t0 = time.monotonic()
+    with pytest.raises(client.Timeout, match="no progress for 0.3 s"):
+        server.wait("p", timeout=0.3)
+    assert time.monotonic() - t0 < 5 and still.cancelled == ["p"]
