@@ -446,3 +446,12 @@ def test_hostlib_server_env_drops_repo_and_adds_only_needed_stubs(monkeypatch):
     assert hs.comfy_tree_problem(None) == "COMFYUI_PATH is not set"
     assert "not a ComfyUI tree" in hs.comfy_tree_problem(str(REPO))
 
+
+
+def test_help_says_timeout_is_a_stall_timeout_and_what_tiling_does(capsys):
+    with pytest.raises(SystemExit):
+        client.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--timeout TIMEOUT give up on an image (and cancel it on the server) when the server " \
+           "shows no progress for this many seconds (default 600)" in text
+    assert "on: tiles at every size above one tile" in text and "off: never tiles" in text
