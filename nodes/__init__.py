@@ -5,14 +5,15 @@ from comfy_api.latest import ComfyExtension, io
 from .checkpoint_loader import DoSSRCheckpointLoader
 from .colorfix import DoSSRColorFix
 from .control import DoSSRApplyControlNet
+from .decode import DoSSRVAEDecode
 from .encode import DoSSRLREncode
 from .model import DoSSRModelLoader, register_folder
 from .sampler import DoSSRSampler, DoSSRSamplerSelect, DoSSRSigmas
 from .templates import install_template_filter
 from .tiling import DoSSRTiledDiffusion
 
-NODES = [DoSSRCheckpointLoader, DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet, DoSSRSigmas,
-         DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion]
+NODES = [DoSSRCheckpointLoader, DoSSRModelLoader, DoSSRLREncode, DoSSRSampler, DoSSRApplyControlNet,
+         DoSSRSigmas, DoSSRSamplerSelect, DoSSRColorFix, DoSSRTiledDiffusion, DoSSRVAEDecode]
 
 
 class DoSSRExtension(ComfyExtension):

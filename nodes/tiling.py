@@ -4,10 +4,17 @@ At every model evaluation the host's guided prediction (UNet + DoSSR ControlNet
 on the matching crop of the hint, cond and uncond) runs on batches of
 overlapping latent tiles, and the tiles' x0_hat are blended into one. The
 sampler above it, DoSSR's or any other, still updates one full-size latent with
-one noise field. A latent that fits in one tile is passed through untouched.
+one noise field.
+
+``mode`` says when tiles are used: "auto" (the default) samples a latent that is no larger
+than one tile in one piece, exactly as without this node, and tiles a larger one; "always"
+tiles whenever a side is longer than a tile; "off" never tiles. So a workflow with the node
+in "auto" serves every image size, and its small images are bit for bit the untiled result.
 """
 
 from __future__ import annotations
+
+import logging
 
 from comfy_api.latest import io
 
@@ -18,11 +25,27 @@ import comfy.utils
 from ..dossr_core.tiling import tile_grid, tiled_map
 from .host_compat import schema
 from .menu import CATEGORY, search_aliases
+from .validation import check_choices, combos_only
 
 TILES_KEY = "dossr_tiles"
 """transformer_options key: the tiles (latent rectangles) of the batch being evaluated."""
 WRAPPER_KEY = "dossr_tiled_sampling"
 LATENT_SCALE = 8
+MODES = ("auto", "always", "off")
+
+
+def needs_tiles(height: int, width: int, tile: int, mode: str) -> bool:
+    """Whether a ``height x width`` latent is sampled on tiles of side ``tile`` under ``mode``.
+
+    "auto" tiles only a latent larger than one tile in area, so a latent that costs no more
+    than a tile (512x512 px, or 768x320 px at 512 px tiles) keeps the paper's whole-image
+    sampling; "always" tiles whenever a side is longer than a tile; "off" never tiles.
+    """
+    if mode == "off":
+        return False
+    if mode == "auto":
+        return height * width > tile * tile
+    return height > tile or width > tile
 
 
 class TileProgress:
@@ -41,14 +64,19 @@ class TileProgress:
         self.bar.update_absolute(min(self.step * self.tiles + self.done, total), total)
 
 
-def tiled_predict_noise(tile: int, overlap: int, tile_batch: int):
-    """A PREDICT_NOISE wrapper running the guided prediction on latent tiles (sizes in latents)."""
+def tiled_predict_noise(tile: int, overlap: int, tile_batch: int, mode: str = "always"):
+    """A PREDICT_NOISE wrapper running the guided prediction on latent tiles (sizes in latents)
+    when ``needs_tiles`` says so, and unchanged otherwise."""
 
     def wrapper(executor, x, timestep, model_options, seed):
-        tiles = tile_grid(x.shape[-2], x.shape[-1], tile, overlap)
-        if len(tiles) == 1:
+        if not needs_tiles(x.shape[-2], x.shape[-1], tile, mode):
             return executor(x, timestep, model_options, seed)
+        tiles = tile_grid(x.shape[-2], x.shape[-1], tile, overlap)
         progress = TileProgress(model_options, timestep[0], len(tiles))
+        if progress.step == 0:
+            logging.info("DoSSR Tiled Sampling: %dx%d px on %d tiles of %d px (mode %s)",
+                         x.shape[-1] * LATENT_SCALE, x.shape[-2] * LATENT_SCALE, len(tiles),
+                         tile * LATENT_SCALE, mode)
 
         def denoise_tiles(xs, chunk):
             mm.throw_exception_if_processing_interrupted()
@@ -64,6 +92,7 @@ def tiled_predict_noise(tile: int, overlap: int, tile_batch: int):
     return wrapper
 
 
+@combos_only
 class DoSSRTiledDiffusion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -87,17 +116,32 @@ class DoSSRTiledDiffusion(io.ComfyNode):
                                      "blend more smoothly but cost more tiles."),
                 io.Int.Input("tile_batch_size", default=4, min=1, max=64,
                              tooltip="Tiles evaluated together: faster on a GPU, more memory."),
+                io.Combo.Input("mode", options=list(MODES), default="auto", optional=True,
+                               tooltip="auto: sample the whole image while it is no larger than "
+                                       "one tile in area (e.g. 512x512 or 768x320 px at 512 px "
+                                       "tiles), exactly as without this node; on tiles beyond. "
+                                       "always: on tiles whenever a side is longer than a tile "
+                                       "(less memory). off: never on tiles."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, tile_size, tile_overlap, tile_batch_size) -> io.NodeOutput:
+    def validate_inputs(cls, mode="auto"):
+        return check_choices(mode=(mode, MODES))
+
+    @classmethod
+    def execute(cls, model, tile_size, tile_overlap, tile_batch_size,
+                mode="always") -> io.NodeOutput:
+        # a prompt saved before ``mode`` existed has none: it keeps the tiling it had ("always")
         if tile_overlap >= tile_size:
             raise ValueError(f"DoSSR Tiled Sampling: tile_overlap ({tile_overlap}) must be smaller "
                              f"than tile_size ({tile_size}).")
+        if mode == "off":
+            return io.NodeOutput(model)
         patched = model.clone()
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY,
                                      tiled_predict_noise(tile_size // LATENT_SCALE,
-                                                         tile_overlap // LATENT_SCALE, tile_batch_size))
+                                                         tile_overlap // LATENT_SCALE, tile_batch_size,
+                                                         mode))
         return io.NodeOutput(patched)

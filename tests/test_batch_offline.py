@@ -4,6 +4,8 @@ bookkeeping, workflow settings, seeds, the summary and exit status."""
 import importlib.util
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,22 +104,53 @@ def test_settings_reach_their_nodes():
 
 
 def test_tiling_on_off_and_tile_size():
+    """--tiling maps onto the tiling nodes' modes of any workflow, the default one included;
+    --tile-size reaches every tiling node."""
+    assert (X4["12"]["inputs"]["mode"], X4["8"]["inputs"]["tiling"]) == ("auto", "auto")
+    sized = knobs.apply(X4, tile_size=384)
+    assert sized["12"]["inputs"]["tile_size"] == 384 and sized["8"]["inputs"]["tile_size"] == 384
+    on = knobs.apply(X4, tiling=True)
+    assert (on["12"]["inputs"]["mode"], on["8"]["inputs"]["tiling"]) == ("always", "always")
+    off = knobs.apply(X4, tiling=False)
+    assert (off["12"]["inputs"]["mode"], off["8"]["inputs"]["tiling"]) == ("off", "off")
+    for out in (on, off):   # nothing else changes
+        assert {k: v for k, v in out.items() if k not in ("8", "12")} == {
+            k: v for k, v in X4.items() if k not in ("8", "12")}
+    assert X4["12"]["inputs"]["mode"] == "auto"  # the template is not changed
+
     tiled = knobs.apply(TILED, tile_size=256)
     assert tiled["12"]["inputs"]["tile_size"] == 256 and tiled["8"]["inputs"]["tile_size"] == 256
     plain = knobs.apply(TILED, tiling=False)
-    assert "12" not in plain and plain["7"]["inputs"]["model"] == ["2", 0]
+    assert plain["12"]["inputs"]["mode"] == "off" and plain["7"]["inputs"]["model"] == ["12", 0]
     assert plain["8"] == {**TILED["8"], "class_type": "VAEDecode",
                           "inputs": {"samples": ["7", 0], "vae": ["2", 2]}}
-    assert knobs.apply(TILED, tiling=True) == TILED
+    assert knobs.apply(TILED, tiling=True) == TILED   # it already forces tiles
+
+
+def test_tiling_on_names_the_default_workflow_by_an_absolute_path():
+    """A workflow without a tiling node cannot be switched on; the message names a workflow
+    that can, by a path that works from any folder."""
+    untiled = {k: v for k, v in X4.items() if k not in ("12",)}
+    untiled = json.loads(json.dumps(untiled))
+    untiled["7"]["inputs"]["model"] = ["2", 0]
+    with pytest.raises(knobs.KnobError) as err:
+        knobs.apply(untiled, tiling=True)
+    message = str(err.value)
+    assert "no DoSSR Tiled Sampling node" in message
+    path = Path(message.split("such as ")[1].split(" (the default)")[0])
+    assert path.is_absolute() and path == REPO / "workflows" / "dossr_x4_api.json" and path.is_file()
+    assert knobs.apply(untiled, tiling=False)["8"]["inputs"]["tiling"] == "off"
 
 
 @pytest.mark.parametrize("settings, needle", [
     ({"tile_size": 256}, r"--tile-size given, but the workflow has no node input for it \(looked for DoSSRTiledDiffusion.tile_size"),
-    ({"tiling": True}, "no DoSSR Tiled Sampling node: use --workflow workflows/dossr_x4_tiled_api.json"),
+    ({"tiling": True}, "no DoSSR Tiled Sampling node to switch"),
 ])
 def test_settings_without_a_node_are_errors(settings, needle):
+    bare = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+            "7": {"class_type": "DoSSRSampler", "inputs": {"steps": 5}}}
     with pytest.raises(knobs.KnobError, match=needle):
-        knobs.apply(X4, **settings)
+        knobs.apply(bare, **settings)
 
 
 def test_steps_need_a_sampler():
@@ -169,8 +202,9 @@ def test_batch_mode_only_when_asked_or_implied(tree):
 
 def test_batch_errors_are_messages_not_tracebacks(tree, tmp_path, capsys):
     client = _client()
-    assert client.main([str(tree), "--tile-size", "256", "--output-dir", str(tmp_path)]) == 2
-    assert "--tile-size given, but the workflow has no node input" in capsys.readouterr().err
+    assert client.main([str(tree), "--tile-size", "256", "--tiling", "off",
+                        "--output-dir", str(tmp_path)]) == 2
+    assert "--tile-size given together with --tiling off" in capsys.readouterr().err
     assert client.main([str(tree), "--per-image-seed"]) == 2
     assert "--per-image-seed needs --seed" in capsys.readouterr().err
     assert client.main([str(tmp_path / "nothing*.png")]) == 2
@@ -239,3 +273,66 @@ def test_quiet_progress_prints_only_failures():
     p.finished("done a.png", worked=True)
     p.finished("failed b.png: boom", worked=True, failed=True)
     assert stream.getvalue() == "[2/2] failed b.png: boom\n"
+
+
+class _StallApi:
+    """The client functions a batch Server waits with, answering from a script: the prompt
+    finishes *finish_s* after the start, and the queue moves only if *queue_moves*."""
+
+    def __init__(self, client, finish_s: float, queue_moves: bool):
+        self.client, self.finish_s, self.queue_moves = client, finish_s, queue_moves
+        self.start = time.monotonic()
+        self.looks = 0
+        self.cancelled = []
+        self.Timeout, self.ServerUnreachable = client.Timeout, client.ServerUnreachable
+
+    def _json(self, url, method, path, payload=None, timeout=60.0):
+        done = time.monotonic() - self.start >= self.finish_s
+        return 200, ({"p": {"outputs": {}}} if done else {}), b""
+
+    def queue_state(self, url):
+        self.looks += 1
+        pending = (f"other-{self.looks}",) if self.queue_moves else ()
+        return ("p",), pending
+
+    def _cancel(self, url, prompt_id):
+        self.cancelled.append(prompt_id)
+
+
+class _Steps:
+    def step(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("signal", ["queue", "websocket"])
+def test_batch_wait_is_a_stall_timeout(monkeypatch, signal):
+    """A prompt that takes four times the timeout is waited for while the server shows
+    progress (its queue moves, or progress messages come); without any it is cancelled."""
+    from dossr_batch import scheduler
+
+    client = _client()
+    monkeypatch.setattr(scheduler, "LOST_CHECK_S", 0.05)
+    api = _StallApi(client, finish_s=1.2, queue_moves=signal == "queue")
+    server = scheduler.Server("http://fake", api, "c", _Steps())
+    server.expect("p")
+    stop = threading.Event()
+
+    def messages():
+        while not stop.wait(0.1):
+            server._handle({"type": "progress", "data": {"prompt_id": "p", "value": 1, "max": 9}})
+
+    if signal == "websocket":
+        threading.Thread(target=messages, daemon=True).start()
+    try:
+        assert server.wait("p", timeout=0.3) == {"outputs": {}}
+    finally:
+        stop.set()
+    assert time.monotonic() - api.start >= 1.2 and not api.cancelled
+
+    still = _StallApi(client, finish_s=60, queue_moves=False)
+    server = scheduler.Server("http://fake", still, "c", _Steps())
+    server.expect("p")
+    t0 = time.monotonic()
+    with pytest.raises(client.Timeout, match="no progress for 0.3 s"):
+        server.wait("p", timeout=0.3)
+    assert time.monotonic() - t0 < 5 and still.cancelled == ["p"]

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -181,6 +182,8 @@ def test_main_missing_files(tmp_path, capsys, missing):
 class FakeComfy:
     """A tiny stand-in for ComfyUI's HTTP API; *mode* picks the outcome of /prompt."""
 
+    BUSY_S = 1.2   # "busy": the prompt finishes this long after it was queued
+
     def __init__(self, mode="ok"):
         self.mode = mode
         self.uploads = []
@@ -188,6 +191,8 @@ class FakeComfy:
         self.deleted = []
         self.interrupts = []
         self.polls = 0
+        self.queue_gets = 0
+        self.queued_at = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -214,6 +219,7 @@ class FakeComfy:
                 if self.path == "/prompt":
                     data = json.loads(body)
                     fake.prompts.append(data)
+                    fake.queued_at = time.monotonic()
                     if fake.mode == "reject":
                         return self._send(400, {
                             "error": {"type": "prompt_outputs_failed_validation",
@@ -234,9 +240,17 @@ class FakeComfy:
                 url = urllib.parse.urlparse(self.path)
                 if url.path == "/history/p1":
                     fake.polls += 1
-                    if fake.mode == "never" or fake.polls < 2:
+                    if (fake.mode == "never" or fake.polls < 2 or fake.mode == "busy"
+                            and time.monotonic() - fake.queued_at < fake.BUSY_S):
                         return self._send(200, {})
                     return self._send(200, {"p1": fake.history()})
+                if url.path == "/queue":
+                    # "busy": other clients' prompts come and go behind ours (progress);
+                    # otherwise the queue stands still
+                    fake.queue_gets += 1
+                    pending = [[1, f"other-{fake.queue_gets}", {}, {}, []]] if fake.mode == "busy" else []
+                    return self._send(200, {"queue_running": [[0, "p1", {}, {}, []]],
+                                            "queue_pending": pending})
                 if url.path == "/view":
                     q = urllib.parse.parse_qs(url.query)
                     return self._send(200, raw=PNG + q["filename"][0].encode(), ctype="image/png")
@@ -339,12 +353,57 @@ def test_main_execution_failures(fake_comfy, files, capsys, mode, needle):
 
 
 def test_timeout_cancels(fake_comfy, files, tmp_path):
+    """No progress (the queue stands still, no websocket) for --timeout seconds: given up."""
     fake = fake_comfy("never")
     img, wf = files
-    with pytest.raises(client.Timeout, match="no result from ComfyUI after 0.3 s"):
+    t0 = time.monotonic()
+    with pytest.raises(client.Timeout, match="no progress from ComfyUI for 0.3 s"):
         client.run_workflow(fake.url, str(wf), img, timeout=0.3, poll=0.05, output_dir=tmp_path)
+    assert time.monotonic() - t0 < 5
     assert fake.deleted == [{"delete": ["p1"]}]
     assert fake.interrupts == [{"prompt_id": "p1"}]
+
+
+def test_timeout_is_a_stall_timeout_not_a_total(fake_comfy, files, tmp_path, monkeypatch):
+    """A prompt that takes four times --timeout while the server's queue keeps moving is
+    waited for to the end."""
+    monkeypatch.setattr(client, "QUEUE_CHECK_S", 0.05)
+    fake = fake_comfy("busy")
+    img, wf = files
+    t0 = time.monotonic()
+    paths = client.run_workflow(fake.url, str(wf), img, timeout=0.3, poll=0.05, output_dir=tmp_path)
+    assert time.monotonic() - t0 >= FakeComfy.BUSY_S > 0.3
+    assert len(paths) == 2 and not fake.deleted and not fake.interrupts
+    assert fake.queue_gets > 4
+
+
+def test_stall_watch_counts_messages_and_queue_changes_as_progress(fake_comfy):
+    fake = fake_comfy("busy")
+    now = [100.0]
+    watch = client.StallWatch(fake.url, timeout=10, clock=lambda: now[0])
+    now[0] = 109.0
+    assert not watch.stalled()
+    watch.progressed()                  # e.g. a websocket progress message
+    now[0] = 118.0
+    assert not watch.stalled()
+    now[0] = 119.5
+    assert watch.stalled()
+    watch.check_queue()                 # the first look only records the queue
+    assert watch.stalled() and fake.queue_gets == 1
+    watch.check_queue()                 # too soon to look again
+    assert fake.queue_gets == 1
+    now[0] = 122.0
+    watch.check_queue()                 # changed since: progress
+    assert fake.queue_gets == 2 and not watch.stalled()
+    fake.mode = "never"                 # from now on it stands still
+    now[0] = 125.0
+    watch.check_queue()                 # (the change to the still queue is progress, once)
+    now[0] = 134.0
+    watch.check_queue()
+    assert not watch.stalled()
+    now[0] = 135.5
+    watch.check_queue()
+    assert watch.stalled() and fake.queue_gets == 4   # 135.5: too soon after 134 to look
 
 
 # ----------------------------------------------------------------------------- hostlib helpers
@@ -397,3 +456,12 @@ def test_hostlib_server_env_drops_repo_and_adds_only_needed_stubs(monkeypatch):
     assert hs.comfy_tree_problem(None) == "COMFYUI_PATH is not set"
     assert "not a ComfyUI tree" in hs.comfy_tree_problem(str(REPO))
 
+
+
+def test_help_says_timeout_is_a_stall_timeout_and_what_tiling_does(capsys):
+    with pytest.raises(SystemExit):
+        client.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--timeout TIMEOUT give up on an image (and cancel it on the server) when the server " \
+           "shows no progress for this many seconds (default 600)" in text
+    assert "on: tiles at every size above one tile" in text and "off: never tiles" in text

@@ -25,18 +25,25 @@ PAIRS = wc.workflow_pairs()
 UI_NAMES = sorted(PAIRS)
 API_NAMES = sorted(n + "_api" for n in PAIRS)
 
+#: The default workflows serve every image size: whole up to one tile, tiles beyond.
+AUTO_TILING = {"DoSSRTiledDiffusion": {"tile_size": 512, "tile_overlap": 128, "tile_batch_size": 4,
+                                       "mode": "auto"},
+               "DoSSRVAEDecode": {"tiling": "auto", "tile_size": 512, "overlap": 64}}
 #: What the issues ask of each shipped workflow (API input values by class).
 EXPECTED = {
     "dossr_x4": {"DoSSRModelLoader": {"model_name": "dossr_default.ckpt", "dtype": "auto"},
                  "DoSSRSampler": {"steps": 5},
+                 **AUTO_TILING,
                  "SaveImage": {"filename_prefix": "DoSSR_x4"}},
     "dossr_onestep": {"DoSSRModelLoader": {"model_name": "dossr_onestep.ckpt", "dtype": "auto"},
                       "DoSSRSampler": {"steps": 1},
+                      **AUTO_TILING,
                       "SaveImage": {"filename_prefix": "DoSSR_onestep"}},
+    # the forced-tiles variant, under its old name for users who saved or scripted it
     "dossr_x4_tiled": {"DoSSRModelLoader": {"model_name": "dossr_default.ckpt", "dtype": "auto"},
                        "DoSSRSampler": {"steps": 5},
                        "DoSSRTiledDiffusion": {"tile_size": 512, "tile_overlap": 128,
-                                               "tile_batch_size": 4},
+                                               "tile_batch_size": 4, "mode": "always"},
                        "VAEDecodeTiled": {"tile_size": 512, "overlap": 64, "temporal_size": 64,
                                           "temporal_overlap": 8},
                        "SaveImage": {"filename_prefix": "DoSSR_x4_tiled"}},
@@ -49,8 +56,9 @@ COMMON = {
 }
 BASE_CLASSES = ["LoadImage", "CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode",
                 "DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRColorFix", "SaveImage"]
-#: Extra node classes and the VAE decoder of each workflow.
-TILED = {"dossr_x4": False, "dossr_onestep": False, "dossr_x4_tiled": True}
+#: The VAE decoder of each workflow (every one has DoSSR Tiled Sampling before its sampler).
+DECODER = {"dossr_x4": "DoSSRVAEDecode", "dossr_onestep": "DoSSRVAEDecode",
+           "dossr_x4_tiled": "VAEDecodeTiled"}
 
 #: The download address the editor offers when the SD 2.1-base checkpoint is missing.
 SD_MODEL = {"name": "v2-1_512-ema-pruned.safetensors",
@@ -80,7 +88,7 @@ def by_class(prompt, class_type):
 # ----------------------------------------------------------------------------- shipped files
 
 def test_every_shipped_workflow_has_its_pair():
-    assert set(EXPECTED) == set(PAIRS) == set(TILED), f"pairs found: {sorted(PAIRS)}"
+    assert set(EXPECTED) == set(PAIRS) == set(DECODER), f"pairs found: {sorted(PAIRS)}"
     assert set(FILES) == set(UI_NAMES) | set(API_NAMES), f"unpaired files: {sorted(FILES)}"
     for name in UI_NAMES:
         assert wc.is_ui_format(load(name)), f"workflows/{name}.json is not in UI format"
@@ -117,8 +125,7 @@ def test_ui_and_api_files_describe_the_same_graph(name, info):
 def test_workflow_settings(name):
     prompt = load(name + "_api")
     classes = sorted(n["class_type"] for n in prompt.values())
-    extra = ["DoSSRTiledDiffusion", "VAEDecodeTiled"] if TILED[name] else ["VAEDecode"]
-    assert classes == sorted(BASE_CLASSES + extra)
+    assert classes == sorted(BASE_CLASSES + ["DoSSRTiledDiffusion", DECODER[name]])
     for expected in (COMMON, EXPECTED[name]):
         for class_type, values in expected.items():
             (node,) = by_class(prompt, class_type)
@@ -137,21 +144,16 @@ def test_workflow_settings(name):
 
 @pytest.mark.parametrize("name", UI_NAMES)
 def test_workflow_wiring(name):
-    """The checkpoint's MODEL reaches the sampler (through the tiling node in the tiled
-    workflow), the sampler's latent is decoded by the checkpoint's VAE (in tiles there) and
-    the colour fix gets the decoded image."""
+    """The checkpoint's MODEL reaches the sampler through the tiling node, the sampler's
+    latent is decoded by the checkpoint's VAE and the colour fix gets the decoded image."""
     prompt = load(name + "_api")
     (ckpt_id,) = [k for k, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"]
     (sampler_id,) = [k for k, n in prompt.items() if n["class_type"] == "DoSSRSampler"]
     model_src = prompt[sampler_id]["inputs"]["model"]
-    if TILED[name]:
-        assert prompt[model_src[0]]["class_type"] == "DoSSRTiledDiffusion", "sampler's MODEL"
-        assert model_src[1] == 0
-        assert prompt[model_src[0]]["inputs"]["model"] == [ckpt_id, 0]
-    else:
-        assert model_src == [ckpt_id, 0]
-    decoder = "VAEDecodeTiled" if TILED[name] else "VAEDecode"
-    (decode_id,) = [k for k, n in prompt.items() if n["class_type"] == decoder]
+    assert prompt[model_src[0]]["class_type"] == "DoSSRTiledDiffusion", "sampler's MODEL"
+    assert model_src[1] == 0
+    assert prompt[model_src[0]]["inputs"]["model"] == [ckpt_id, 0]
+    (decode_id,) = [k for k, n in prompt.items() if n["class_type"] == DECODER[name]]
     assert prompt[decode_id]["inputs"]["samples"] == [sampler_id, 0]
     assert prompt[decode_id]["inputs"]["vae"] == [ckpt_id, 2]
     (fix,) = by_class(prompt, "DoSSRColorFix")
@@ -177,9 +179,15 @@ def test_ui_workflow_has_a_fixed_seed_and_a_model_note(name):
     for needed in ("models/checkpoints", "models/dossr", model, "v2-1_512-ema-pruned.safetensors",
                    DOSSR_RELEASE, DOSSR_REPO):
         assert needed in text
-    if TILED[name]:
+    if name == "dossr_x4_tiled":
         # when to use it, and that LR Encode needs no tiling node of its own
-        for needed in ("1 megapixel", "memory", "DoSSR LR Encode", "tiles its encoders by itself"):
+        for needed in ("forced tiles", "mode always", "1 megapixel", "memory", "DoSSR LR Encode",
+                       "tiles its encoders by itself", "dossr_x4 already handles every size"):
+            assert needed in text, needed
+    else:
+        # that no variant is needed for large images, and what each tiling mode does
+        for needed in ("Any image size", "mode auto", "whole", "overlapping 512 px tiles",
+                       "DoSSR VAE Decode", "Mode always forces tiles", "off samples whole"):
             assert needed in text, needed
 
 
@@ -296,7 +304,7 @@ API_DAMAGE = {
     "renamed input": lambda p: _node(p, "DoSSRSampler")["inputs"].update(
         {"strength": _node(p, "DoSSRSampler")["inputs"].pop("control_strength")}),
     "removed link": lambda p: _node(p, "DoSSRSampler")["inputs"].pop("hint"),
-    "link to missing node": lambda p: _node(p, "VAEDecode")["inputs"].update(samples=["99", 0]),
+    "link to missing node": lambda p: _node(p, "DoSSRVAEDecode")["inputs"].update(samples=["99", 0]),
     "link from wrong output": lambda p: _node(p, "DoSSRSampler")["inputs"].update(
         latent=_node(p, "DoSSRSampler")["inputs"]["hint"]),
     "output index out of range": lambda p: _node(p, "DoSSRSampler")["inputs"].update(latent=["6", 7]),
@@ -307,7 +315,8 @@ API_DAMAGE = {
     "string kind": lambda p: _node(p, "SaveImage")["inputs"].update(filename_prefix=3),
     "model name kind": lambda p: _node(p, "DoSSRModelLoader")["inputs"].update(model_name=["x"]),
     "model name empty": lambda p: _node(p, "CheckpointLoaderSimple")["inputs"].update(ckpt_name=""),
-    "literal for a socket": lambda p: _node(p, "VAEDecode")["inputs"].update(vae="vae.safetensors"),
+    "literal for a socket": lambda p: _node(p, "DoSSRVAEDecode")["inputs"].update(vae="vae.safetensors"),
+    "tiling mode": lambda p: _node(p, "DoSSRTiledDiffusion")["inputs"].update(mode="never"),
     "note in API file": lambda p: p.update({"11": {"class_type": "Note", "inputs": {"text": "hi"}}}),
     "no output node": lambda p: p.pop(next(k for k, n in p.items() if n["class_type"] == "SaveImage")),
 }
@@ -355,7 +364,7 @@ UI_DAMAGE = {
     "link slot out of range": lambda w: _link(w, 16).__setitem__(4, 9),
     "link type": lambda w: _link(w, 12).__setitem__(5, "LATENT"),
     "link source slot": lambda w: _link(w, 11).__setitem__(2, 2),
-    "link id not in input": lambda w: next(i for i in _ui_node(w, "VAEDecode")["inputs"]
+    "link id not in input": lambda w: next(i for i in _ui_node(w, "DoSSRVAEDecode")["inputs"]
                                            if i["name"] == "vae").update(link=1),
     "dangling output link": lambda w: _ui_node(w, "LoadImage")["outputs"][1].update(links=[99]),
     "renamed input": lambda w: _ui_node(w, "DoSSRSampler")["inputs"][5].update(name="hint2"),
@@ -368,7 +377,8 @@ UI_DAMAGE = {
     "widget value kind": lambda w: _ui_node(w, "DoSSRSampler")["widgets_values"].__setitem__(2, "5"),
     "widgets swapped": lambda w: _ui_node(w, "DoSSRSampler")["widgets_values"].__setitem__(
         slice(3, 5), ["sde", "3"]),
-    "duplicate node id": lambda w: _ui_node(w, "VAEDecode").update(id=9),
+    "duplicate node id": lambda w: _ui_node(w, "DoSSRVAEDecode").update(id=9),
+    "tiling mode missing": lambda w: _ui_node(w, "DoSSRTiledDiffusion")["widgets_values"].pop(),
     "missing top-level key": lambda w: w.pop("version"),
     "output renamed": lambda w: _ui_node(w, "DoSSRLREncode")["outputs"][1].update(name="IMAGE"),
     "models not a list": lambda w: _ui_node(w, "CheckpointLoaderSimple")["properties"].update(
@@ -413,7 +423,8 @@ PAIR_DAMAGE = {
     "api number": lambda w, p: _node(p, "DoSSRSampler")["inputs"].update(seed=232),
     "api connection": lambda w, p: _node(p, "DoSSRColorFix")["inputs"].update(reference=["8", 0]),
     "api node missing": lambda w, p: p.pop("5"),
-    "api extra node": lambda w, p: p.update({"12": copy.deepcopy(p["8"])}),
+    "api extra node": lambda w, p: p.update({"13": copy.deepcopy(p["8"])}),
+    "api tiling mode": lambda w, p: _node(p, "DoSSRTiledDiffusion")["inputs"].update(mode="always"),
     "ui connection": lambda w, p: _link(w, 15).__setitem__(2, 0),
     "title": lambda w, p: _ui_node(w, "LoadImage").update(title="Input"),
     "class": lambda w, p: _node(p, "SaveImage").update(class_type="PreviewImage"),
@@ -444,7 +455,9 @@ def test_widget_layout_follows_the_editor_rules(info):
     assert wc.widget_layout(info["VAEDecodeTiled"]) == [
         ("tile_size", None), ("overlap", None), ("temporal_size", None), ("temporal_overlap", None)]
     assert wc.widget_layout(info["DoSSRTiledDiffusion"]) == [
-        ("tile_size", None), ("tile_overlap", None), ("tile_batch_size", None)]
+        ("tile_size", None), ("tile_overlap", None), ("tile_batch_size", None), ("mode", None)]
+    assert wc.widget_layout(info["DoSSRVAEDecode"]) == [
+        ("tiling", None), ("tile_size", None), ("overlap", None)]
     # legacy convention: an INT named seed gets a control value unless told otherwise
     legacy = {"input": {"required": {"seed": ["INT", {}], "x": [["a", "b"], {"control_after_generate": True}]}},
               "input_order": {"required": ["seed", "x"]}}

@@ -52,7 +52,11 @@ WORKFLOWS_DIR = REPO / "workflows"
 EXAMPLES_DIR = REPO / "example_workflows"
 SNAPSHOT = REPO / "tests" / "data" / "object_info.json"
 DOSSR_NODE_IDS = ("DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRApplyControlNet",
-                  "DoSSRSigmas", "DoSSRSamplerSelect", "DoSSRColorFix", "DoSSRTiledDiffusion")
+                  "DoSSRSigmas", "DoSSRSamplerSelect", "DoSSRColorFix", "DoSSRTiledDiffusion",
+                  "DoSSRVAEDecode")
+#: Host classes recorded besides those the shipped workflows use: VAE Decode is what the
+#: client's ``--tiling off`` turns a forced-tiles workflow's VAE Decode (Tiled) into.
+EXTRA_CLASSES = ("VAEDecode",)
 REFRESH_COMMAND = "COMFYUI_PATH=/path/to/ComfyUI python -m tests.workflow_check --refresh-snapshot"
 
 #: Inputs whose options are the files of a host folder: (class, input) -> folder. The
@@ -632,7 +636,7 @@ def refresh_snapshot(out=SNAPSHOT, comfyui=None) -> int:
     from tests.hostlib import object_info_snapshot
 
     workflows = [load_json(p) for p in shipped_workflows().values()]
-    classes = sorted(set(classes_used(*workflows)) | set(DOSSR_NODE_IDS))
+    classes = sorted(set(classes_used(*workflows)) | set(DOSSR_NODE_IDS) | set(EXTRA_CLASSES))
     argv = [str(out), "--nodes", ",".join(classes)]
     for spec in model_placeholders(*workflows):
         argv += ["--model", spec]

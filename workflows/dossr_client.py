@@ -27,6 +27,7 @@ import mimetypes
 import os
 import socket
 import sys
+import threading
 import time
 import types
 import urllib.error
@@ -44,6 +45,7 @@ MODEL_INPUTS = {
     "--dossr-model": (("DoSSRCheckpointLoader", "ckpt_name"), ("DoSSRModelLoader", "model_name")),
 }
 EXIT_ERROR = 2
+QUEUE_CHECK_S = 2.0
 
 
 class ClientError(Exception):
@@ -264,9 +266,88 @@ def _cancel(server: str, prompt_id: str) -> None:
         pass
 
 
-def wait_for(server: str, prompt_id: str, timeout: float, poll: float = 0.5) -> dict:
-    """The history entry of *prompt_id* once it has finished; raises on error/interruption."""
-    deadline = time.monotonic() + timeout
+def queue_state(server: str):
+    """The ids of the prompts running and waiting on *server* (None when it does not say), to
+    tell whether its queue moved."""
+    try:
+        status, answer, _ = _json(server, "GET", "/queue", timeout=10)
+    except ClientError:
+        return None
+    if status != 200 or not isinstance(answer, dict):
+        return None
+
+    def ids(items):
+        return tuple(str(it[1]) for it in items or [] if isinstance(it, (list, tuple)) and len(it) > 1)
+
+    return ids(answer.get("queue_running")), ids(answer.get("queue_pending"))
+
+
+class StallWatch:
+    """When the server last showed progress; a wait gives up after *timeout* seconds without.
+
+    Progress is a websocket message about the awaited prompt (a node starts, a progress bar
+    moves, a node finishes: :meth:`progressed`) or a change of the server's queue (a prompt
+    ahead of ours finished: :meth:`check_queue` polls it). A large image that keeps making
+    progress is therefore waited for however long it takes in total.
+    """
+
+    def __init__(self, server: str, timeout: float, clock=time.monotonic):
+        self.server, self.timeout, self.clock = server, timeout, clock
+        self.last = clock()
+        self.queue = None
+        self.queue_checked = None
+        self.lock = threading.Lock()
+
+    def progressed(self) -> None:
+        with self.lock:
+            self.last = self.clock()
+
+    def check_queue(self, every: float | None = None) -> None:
+        """Poll the queue (at most every *every* s, default QUEUE_CHECK_S); a change is progress."""
+        every = QUEUE_CHECK_S if every is None else every
+        now = self.clock()
+        if self.queue_checked is not None and now - self.queue_checked < every:
+            return
+        self.queue_checked = now
+        state = queue_state(self.server)
+        if state is not None:
+            if self.queue is not None and state != self.queue:
+                self.progressed()
+            self.queue = state
+
+    def stalled(self) -> bool:
+        with self.lock:
+            return self.clock() - self.last > self.timeout
+
+
+def listen_for_progress(server: str, client_id: str, watch: StallWatch):
+    """Count every websocket message the server sends *client_id* as progress of *watch*, in a
+    background thread; returns the function that stops listening. Without the websocket
+    helper next to this script (dossr_batch/ws.py), or when the server refuses the websocket,
+    the queue alone tells progress."""
+    try:
+        _batch_cli()   # puts the package next to this script on the import path
+        from dossr_batch.ws import WebSocket
+        ws = WebSocket(server, client_id, timeout=5)
+    except Exception:  # noqa: BLE001 - any failure: fall back to polling the queue
+        return lambda: None
+
+    def read():
+        for message in ws.messages():
+            data = message.get("data") if isinstance(message, dict) else None
+            if isinstance(data, dict) and (data.get("prompt_id") or message.get("type") == "status"):
+                watch.progressed()
+
+    threading.Thread(target=read, name="dossr progress", daemon=True).start()
+    return ws.close
+
+
+def wait_for(server: str, prompt_id: str, timeout: float, poll: float = 0.5,
+             watch: StallWatch | None = None) -> dict:
+    """The history entry of *prompt_id* once it has finished; raises on error/interruption,
+    and Timeout (after cancelling the prompt) when the server showed no progress for *timeout*
+    seconds (*watch*; by default the server's queue is the only sign of progress)."""
+    watch = watch or StallWatch(server, timeout)
     while True:
         try:
             status, answer, _ = _json(server, "GET", "/history/" + urllib.parse.quote(prompt_id, safe=""))
@@ -276,10 +357,12 @@ def wait_for(server: str, prompt_id: str, timeout: float, poll: float = 0.5) -> 
         entry = answer.get(prompt_id) if status == 200 and isinstance(answer, dict) else None
         if entry is not None:
             break
-        if time.monotonic() > deadline:
+        watch.check_queue()
+        if watch.stalled():
             _cancel(server, prompt_id)
-            raise Timeout(f"no result from ComfyUI after {timeout:g} s (prompt {prompt_id}); "
-                          "it was cancelled on the server. Pass a larger --timeout for big images")
+            raise Timeout(f"no progress from ComfyUI for {timeout:g} s (prompt {prompt_id}); it was "
+                          "cancelled on the server. If a step of your workflow runs longer than "
+                          "that without reporting progress, pass a larger --timeout")
         time.sleep(poll)
     return check_entry(entry, prompt_id)
 
@@ -352,7 +435,8 @@ def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None
                  dossr_model: str | None = None, seed: int | None = None, output_dir=".",
                  timeout: float = 600.0, poll: float = 0.5, log=None) -> list[Path]:
     """Upload *image_path*, run *workflow* (path or API dict) on *server* and download the
-    images; the written paths. Raises :class:`ClientError` with a user-facing message."""
+    images; the written paths. *timeout*: seconds without progress before giving up. Raises
+    :class:`ClientError` with a user-facing message."""
     log = log or (lambda msg: None)
     server = normalise_server(server)
     image_path = Path(image_path)
@@ -363,9 +447,15 @@ def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None
     log(f"uploaded {image_path} as {name}")
     prompt = prepare_prompt(prompt, name, sd_checkpoint=sd_checkpoint, dossr_model=dossr_model, seed=seed)
     t0 = time.monotonic()
-    prompt_id = queue_prompt(server, prompt, uuid.uuid4().hex)
-    log(f"queued prompt {prompt_id}")
-    entry = wait_for(server, prompt_id, timeout, poll)
+    client_id = uuid.uuid4().hex
+    watch = StallWatch(server, timeout)
+    stop_listening = listen_for_progress(server, client_id, watch)
+    try:
+        prompt_id = queue_prompt(server, prompt, client_id)
+        log(f"queued prompt {prompt_id}")
+        entry = wait_for(server, prompt_id, timeout, poll, watch)
+    finally:
+        stop_listening()
     paths = download_images(server, entry, output_dir)
     if not paths:
         raise ClientError("the workflow finished but produced no images (does it have a SaveImage node?)")
@@ -411,7 +501,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="seed for every node with a seed/noise_seed input")
     p.add_argument("--output-dir", default=".", help="where to write the results (default: .)")
     p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds to wait for each result (default 600)")
+                   help="give up on an image (and cancel it on the server) when the server shows "
+                        "no progress for this many seconds (default 600); a large image that "
+                        "keeps making progress is waited for however long it takes")
     batch.add_arguments(p)
     args = p.parse_args(argv)
     if args.timeout <= 0:

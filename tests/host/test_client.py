@@ -2,10 +2,12 @@
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -153,15 +155,68 @@ def test_interruption_is_reported(comfy_server, tmp_path, lr_image, count_log):
     assert _wait_idle(comfy_server)
 
 
-def test_timeout_cancels_the_prompt(comfy_server, tmp_path, lr_image, count_log):
+def _stall_workflow(seconds, progress_every):
+    """LoadImage -> DoSSRTestStall (holds the prompt, with or without progress) -> SaveImage."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+        "2": {"class_type": "DoSSRTestStall", "inputs": {
+            "image": ["1", 0], "seconds": seconds, "progress_every": progress_every,
+            "nonce": uuid.uuid4().hex}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "client_stall"}},
+    }
+
+
+def test_timeout_cancels_a_prompt_without_progress(comfy_server, tmp_path, lr_image):
     t0 = time.monotonic()
     with pytest.raises(client.Timeout) as exc:
-        client.run_workflow(comfy_server.url, _slow_workflow(count_log), lr_image,
-                            sd_checkpoint=SD2_MINI, output_dir=tmp_path, timeout=1.0, poll=0.1)
+        client.run_workflow(comfy_server.url, _stall_workflow(120, 0), lr_image,
+                            output_dir=tmp_path, timeout=2.0, poll=0.1)
     assert time.monotonic() - t0 < 30
+    assert "no progress from ComfyUI for 2 s" in str(exc.value)
     assert "cancelled on the server" in str(exc.value)
     assert _wait_idle(comfy_server)
-    assert len(read_unet_calls(count_log)) < 400
+
+
+def test_timeout_waits_for_a_prompt_that_keeps_progressing(comfy_server, tmp_path, lr_image):
+    """Progress messages every 0.25 s for 6 s: three times --timeout in total, never a
+    stall, so the result comes."""
+    t0 = time.monotonic()
+    paths = client.run_workflow(comfy_server.url, _stall_workflow(6, 0.25), lr_image,
+                                output_dir=tmp_path, timeout=2.0, poll=0.1)
+    assert time.monotonic() - t0 >= 6
+    assert [png_size(p) for p in paths] == [(64, 64)]
+
+
+@pytest.mark.slow   # the full-size VAE at 1.2 MP: minutes on two cores
+def test_cli_default_workflow_tiles_a_result_above_one_megapixel(comfy_server, tmp_path):
+    """No --workflow, no --tiling, no --timeout: a 288x256 px input becomes a 1152x1024 px
+    (1.18 MP) result, and the server's log shows that its sampler ran on 3x3 tiles."""
+    lr = write_png(tmp_path / "big_lr.png", 288, 256, seed=2)
+    before = len(comfy_server.log_text())
+    r = run_cli(lr, "--server", comfy_server.url, "--sd-checkpoint", SD2_MINI,
+                "--dossr-model", DOSSR_MINI, "--seed", 4, "--output-dir", tmp_path / "out",
+                timeout=1800)
+    assert r.returncode == 0, r.stderr
+    (path,) = [Path(line) for line in r.stdout.split("\n") if line.strip()]
+    assert png_size(path) == (1152, 1024)
+    tiles = re.findall(r"DoSSR Tiled Sampling: 1152x1024 px on (\d+) tiles of 512 px \(mode auto\)",
+                       comfy_server.log_text()[before:])
+    assert tiles == ["9"]
+
+
+def test_cli_tiling_option_sets_the_mode(comfy_server, tmp_path):
+    """--tiling on with the default workflow: no file to switch, the queued prompt's tiling
+    nodes say always; --tiling off: off."""
+    lr = write_png(tmp_path / "lr_12.png", 12, 12)
+    for option, mode in (("on", "always"), ("off", "off")):
+        r = run_cli(lr, "--server", comfy_server.url, "--sd-checkpoint", SD2_MINI,
+                    "--dossr-model", DOSSR_MINI, "--steps", 1, "--tiling", option,
+                    "--output-dir", tmp_path / option, timeout=600)
+        assert r.returncode == 0, r.stderr
+        last = max(comfy_server.get_json("/history").values(), key=lambda e: e["prompt"][0])
+        nodes = last["prompt"][2]
+        assert [n["inputs"]["mode"] for n in nodes.values() if n["class_type"] == "DoSSRTiledDiffusion"] == [mode]
+        assert [n["inputs"]["tiling"] for n in nodes.values() if n["class_type"] == "DoSSRVAEDecode"] == [mode]
 
 
 @pytest.mark.skipif(not DOSSR_WORKFLOW.exists(), reason="workflows/dossr_x4_api.json not written yet")

@@ -328,7 +328,7 @@ def test_same_seed_gives_identical_png_on_one_server_and_after_restart(server, s
                   prefix="robustness/determinism")
     q = x4_prompt(rgb_png(server, 20, 16, seed=9, name="determinism_other.png"), steps=3, seed=4243,
                   prefix="robustness/determinism")
-    rerun = {node_id(p, c) for c in ("LoadImage", "DoSSRLREncode", "DoSSRSampler", "VAEDecode",
+    rerun = {node_id(p, c) for c in ("LoadImage", "DoSSRLREncode", "DoSSRSampler", "DoSSRVAEDecode",
                                       "DoSSRColorFix", "SaveImage")}
 
     first = server.run(p)

@@ -32,8 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--order", choices=ORDERS, help="solver order")
     w.add_argument("--mode", choices=MODES, help="sde, or ode (deterministic, seed-free)")
     w.add_argument("--tiling", choices=("on", "off"),
-                   help="on needs a tiled workflow (workflows/dossr_x4_tiled_api.json); off "
-                        "removes DoSSR Tiled Sampling from one")
+                   help="default: the workflow's own setting (the shipped ones tile by "
+                        "themselves when the image is larger than one tile). on: tiles at every "
+                        "size above one tile, the least memory (DoSSR Tiled Sampling mode always); "
+                        "off: never tiles (mode off)")
     w.add_argument("--tile-size", type=positive_int, help="tile size in pixels")
     b = p.add_argument_group("batch (several inputs, a folder, a pattern or several servers)")
     b.add_argument("--batch", action="store_true",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 #: option -> (class_type, input) pairs it sets (every node of those types, literal inputs only).
 TARGETS = {
@@ -16,9 +16,16 @@ TARGETS = {
     "steps": (("DoSSRSampler", "steps"), ("DoSSRSigmas", "steps")),
     "order": (("DoSSRSampler", "order"), ("DoSSRSamplerSelect", "order")),
     "mode": (("DoSSRSampler", "mode"), ("DoSSRSamplerSelect", "mode")),
-    "tile_size": (("DoSSRTiledDiffusion", "tile_size"), ("VAEDecodeTiled", "tile_size")),
+    "tile_size": (("DoSSRTiledDiffusion", "tile_size"), ("DoSSRVAEDecode", "tile_size"),
+                  ("VAEDecodeTiled", "tile_size")),
 }
 TILED_NODE = "DoSSRTiledDiffusion"
+#: --tiling on/off: the mode of each tiling node (on = tiles whenever the size allows, off = never).
+TILING_MODES = {True: {"DoSSRTiledDiffusion": ("mode", "always"), "DoSSRVAEDecode": ("tiling", "always")},
+                False: {"DoSSRTiledDiffusion": ("mode", "off"), "DoSSRVAEDecode": ("tiling", "off")}}
+#: The shipped workflow with a DoSSR Tiled Sampling node, named by an absolute path so the
+#: message holds from whatever folder the client runs in.
+DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "dossr_x4_api.json"
 SEED_INPUTS = ("seed", "noise_seed")
 SEED_LIMIT = 2 ** 48
 
@@ -45,24 +52,14 @@ def _set(prompt: dict, option: str, value) -> None:
                         f"(looked for {wanted})")
 
 
-def _consumers(prompt: dict, node_id: str, output: int):
+def set_tiling(prompt: dict, on: bool) -> None:
+    """Switch the tiling nodes' modes for --tiling on (always) or off (never); off also turns
+    the host's VAE Decode (Tiled) into VAE Decode."""
     for node in prompt.values():
-        for key, value in node.get("inputs", {}).items():
-            if isinstance(value, list) and len(value) == 2 and str(value[0]) == node_id \
-                    and value[1] == output:
-                yield node["inputs"], key
-
-
-def disable_tiling(prompt: dict) -> None:
-    """Bypass DoSSR Tiled Sampling (its MODEL consumers take its input model) and turn
-    VAE Decode (Tiled) into VAE Decode."""
-    for nid in [n for n, node in prompt.items() if node.get("class_type") == TILED_NODE]:
-        source = prompt[nid]["inputs"]["model"]
-        for inputs, key in list(_consumers(prompt, nid, 0)):
-            inputs[key] = copy.deepcopy(source)
-        del prompt[nid]
-    for node in prompt.values():
-        if node.get("class_type") == "VAEDecodeTiled":
+        target = TILING_MODES[on].get(node.get("class_type"))
+        if target is not None and not isinstance(node.get("inputs", {}).get(target[0]), list):
+            node.setdefault("inputs", {})[target[0]] = target[1]
+        if not on and node.get("class_type") == "VAEDecodeTiled":
             node["class_type"] = "VAEDecode"
             node["inputs"] = {k: node["inputs"][k] for k in ("samples", "vae")}
 
@@ -75,16 +72,17 @@ def apply(prompt: dict, *, scale=None, steps=None, order=None, mode=None, tiling
           tile_size=None) -> dict:
     """A copy of *prompt* with the given settings (None = leave as the workflow has it).
 
-    *tiling* True needs a workflow with DoSSR Tiled Sampling (the shipped
-    ``dossr_x4_tiled_api.json``); False removes it."""
+    *tiling* True sets the tiling nodes to tile at every size (needs a DoSSR Tiled Sampling
+    node, which every shipped workflow has), False to never tile."""
     prompt = copy.deepcopy(prompt)
     if tiling is True and not has_tiling(prompt):
-        raise KnobError("--tiling on given, but the workflow has no DoSSR Tiled Sampling node: "
-                        "use --workflow workflows/dossr_x4_tiled_api.json (or add the node)")
-    if tiling is False:
-        if tile_size is not None:
+        raise KnobError("--tiling on given, but the workflow has no DoSSR Tiled Sampling node to "
+                        "switch: add one between the checkpoint's MODEL and the sampler, or use a "
+                        f"shipped workflow such as {DEFAULT_WORKFLOW} (the default)")
+    if tiling is not None:
+        if tiling is False and tile_size is not None:
             raise KnobError("--tile-size given together with --tiling off; drop one of them")
-        disable_tiling(prompt)
+        set_tiling(prompt, tiling)
     for option, value in (("scale", scale), ("steps", steps), ("order", order),
                           ("mode", mode), ("tile_size", tile_size)):
         if value is not None:

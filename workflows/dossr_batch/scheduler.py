@@ -2,7 +2,9 @@
 
 Each server has a worker thread: it takes the next image, uploads it, queues the prompt,
 waits (woken by the server's websocket as soon as the prompt ends, with ``/history`` polling
-as the fallback), downloads the result under its final name, and takes the next one. When a
+as the fallback), downloads the result under its final name, and takes the next one. The
+wait gives up after *timeout* seconds without progress (websocket messages about the prompt,
+or a change of the server's queue), never because an image takes long in total. When a
 server goes away mid-image the image goes back to the front of the queue for any server
 (bounded by *tries*), and the worker waits for its server to come back (bounded by
 *server_wait* seconds). Results only get their final name once complete, so an image is
@@ -119,6 +121,7 @@ class Server:
         self.ws_connected = threading.Event()
         self.closing = False
         self.served = 0
+        self.last_progress = time.monotonic()
 
     # -- websocket
     def start_listening(self) -> None:
@@ -144,6 +147,7 @@ class Server:
         with self.lock:
             if not self.prompt_id or data.get("prompt_id") != self.prompt_id:
                 return
+            self.last_progress = time.monotonic()
             if kind in FINISH_EVENTS or (kind == "executing" and data.get("node") is None):
                 self.finished.set()
                 return
@@ -165,6 +169,16 @@ class Server:
         with self.lock:
             self.prompt_id, self.prompt, self.name = prompt_id, prompt, name
             self.finished.clear()
+            self.last_progress = time.monotonic()
+
+    def progressed(self) -> None:
+        with self.lock:
+            self.last_progress = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds since the awaited prompt (or the server's queue) last made progress."""
+        with self.lock:
+            return time.monotonic() - self.last_progress
 
     def reachable(self) -> bool:
         return reachable(self.api, self.url)
@@ -179,20 +193,20 @@ class Server:
 
     def queued(self, prompt_id: str) -> bool:
         """Whether *prompt_id* is running or waiting in the server's queue."""
-        status, answer, _ = self.api._json(self.url, "GET", "/queue", timeout=10)
-        if status != 200 or not isinstance(answer, dict):
+        state = self.api.queue_state(self.url)
+        if state is None:
             return True  # cannot tell: keep waiting
-        items = (answer.get("queue_running") or []) + (answer.get("queue_pending") or [])
-        return any(len(it) > 1 and it[1] == prompt_id for it in items)
+        return prompt_id in state[0] + state[1]
 
     def history(self, prompt_id: str):
         status, answer, _ = self.api._json(self.url, "GET", "/history/" + prompt_id)
         return answer.get(prompt_id) if status == 200 and isinstance(answer, dict) else None
 
     def wait(self, prompt_id: str, timeout: float) -> dict:
-        """The finished history entry; ServerLost if the server went away or forgot it."""
-        deadline = time.monotonic() + timeout
+        """The finished history entry; ServerLost if the server went away or forgot it;
+        Timeout (the prompt cancelled) after *timeout* seconds without progress."""
         last_check = time.monotonic()
+        queue = None
         try:
             while True:
                 entry = self.history(prompt_id)
@@ -201,13 +215,19 @@ class Server:
                 now = time.monotonic()
                 if now - last_check > LOST_CHECK_S:
                     last_check = now
-                    if not self.queued(prompt_id) and self.history(prompt_id) is None:
-                        raise ServerLost(f"{self.url} no longer has the prompt (did it restart?)")
-                if now > deadline:
+                    state = self.api.queue_state(self.url)
+                    if state is not None:
+                        if queue is not None and state != queue:
+                            self.progressed()   # a prompt ahead of ours finished, or ours started
+                        queue = state
+                        if prompt_id not in state[0] + state[1] and self.history(prompt_id) is None:
+                            raise ServerLost(f"{self.url} no longer has the prompt (did it restart?)")
+                if self.stalled_for() > timeout:
                     self.api._cancel(self.url, prompt_id)
                     raise self.api.Timeout(
-                        f"no result after {timeout:g} s; the prompt was cancelled on the server. "
-                        "Pass a larger --timeout for big images")
+                        f"no progress for {timeout:g} s; the prompt was cancelled on the server. "
+                        "If a step of your workflow runs longer than that without reporting "
+                        "progress, pass a larger --timeout")
                 if self.finished.is_set():
                     time.sleep(0.005)
                 else:

@@ -10,6 +10,10 @@ wrapper that appends one JSON line per UNet forward to ``log_path``::
 so a test process can count model evaluations, their batch sizes and whether a ControlNet
 residual dict reached the UNet.
 
+``DoSSRTestStall`` (IMAGE -> IMAGE) passes its image on after ``seconds``, reporting
+progress every ``progress_every`` seconds (0: never) and stopping at an interruption, so the
+client's stall timeout can be tested on the real server.
+
 ``DoSSRTestProbeLoading`` (DOSSR_MODEL, CONDITIONING) writes a JSON report of where the DoSSR
 networks' weights are after the host loads them (also under a partial load towards another
 device) and of the control object's multi-GPU clone.
@@ -17,6 +21,7 @@ device) and of the control object's multi-GPU clone.
 
 import json
 import os
+import time
 
 WRAPPER_KEY = "dossr_test_count_unet"
 
@@ -159,7 +164,48 @@ class DoSSRTestProbeLoading:
         return ()
 
 
+class DoSSRTestStall:
+    """Holds the prompt for a while, with or without progress messages."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": ("IMAGE",),
+            "seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0}),
+            "progress_every": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3600.0,
+                                         "tooltip": "seconds between progress updates; 0: none"}),
+            "nonce": ("STRING", {"default": "", "tooltip": "a new value defeats the cache"}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "stall"
+    CATEGORY = "testing/dossr"
+    DESCRIPTION = "Test probe: passes the image on after a delay, optionally reporting progress."
+
+    @classmethod
+    def IS_CHANGED(cls, nonce, **kwargs):
+        return nonce
+
+    def stall(self, image, seconds, progress_every, nonce):
+        import comfy.model_management as mm
+        import comfy.utils
+
+        ticks = int(seconds / progress_every) if progress_every > 0 else 0
+        bar = comfy.utils.ProgressBar(max(ticks, 1))
+        start = time.monotonic()
+        done = 0
+        while time.monotonic() - start < seconds:
+            mm.throw_exception_if_processing_interrupted()
+            time.sleep(0.02)
+            if ticks and done < ticks and time.monotonic() - start >= (done + 1) * progress_every:
+                done += 1
+                bar.update_absolute(done, ticks)
+        return (image,)
+
+
 NODE_CLASS_MAPPINGS = {"DoSSRTestCountUNet": DoSSRTestCountUNet,
-                       "DoSSRTestProbeLoading": DoSSRTestProbeLoading}
+                       "DoSSRTestProbeLoading": DoSSRTestProbeLoading,
+                       "DoSSRTestStall": DoSSRTestStall}
 NODE_DISPLAY_NAME_MAPPINGS = {"DoSSRTestCountUNet": "DoSSR test: count UNet calls",
-                              "DoSSRTestProbeLoading": "DoSSR test: probe model loading"}
+                              "DoSSRTestProbeLoading": "DoSSR test: probe model loading",
+                              "DoSSRTestStall": "DoSSR test: stall"}
