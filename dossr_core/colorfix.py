@@ -33,7 +33,7 @@ def wavelet_low_band(image: torch.Tensor, levels: int = WAVELET_LEVELS) -> torch
 def _float32_pair(image: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Both in float32, the reference resized to the image and its batch broadcast."""
     if image.dim() != 4 or reference.dim() != 4 or image.shape[1] != reference.shape[1]:
-        raise ValueError(f"colour fix needs two (B, C, H, W) images with the same channels, "
+        raise ValueError(f"color fix needs two (B, C, H, W) images with the same channels, "
                          f"got {tuple(image.shape)} and {tuple(reference.shape)}")
     if reference.shape[0] not in (1, image.shape[0]):
         raise ValueError(f"reference batch {reference.shape[0]} does not match image batch "
@@ -72,4 +72,4 @@ def color_fix(image: torch.Tensor, reference: torch.Tensor, mode: str = "wavelet
         return adain_color_fix(image, reference)
     if mode == "none":
         return image
-    raise ValueError(f"colour fix mode must be one of {COLOR_FIX_MODES}, got {mode!r}")
+    raise ValueError(f"color fix mode must be one of {COLOR_FIX_MODES}, got {mode!r}")

@@ -1,4 +1,4 @@
-"""DoSSR Color Fix: the decoded result takes its colours from the preprocessed LR image."""
+"""DoSSR Color Fix: the decoded result takes its colors from the preprocessed LR image."""
 
 from __future__ import annotations
 
@@ -20,18 +20,21 @@ class DoSSRColorFix(io.ComfyNode):
             display_name="DoSSR Color Fix",
             category=CATEGORY,
             search_aliases=search_aliases("color fix", "colour fix", "color match", "wavelet"),
-            description=("Corrects the colour drift of diffusion output against the preprocessed LR "
-                         "image, and crops away the padding added for the latent, so the result has "
-                         "exactly the target size."),
+            description=("Corrects the color drift of the diffusion result against the restored "
+                         "low-resolution image, and crops away the padding added for the sampler, so "
+                         "the result has exactly the target size. Put it after VAE Decode."),
             inputs=[
-                io.Image.Input("image", tooltip="The decoded DoSSR result."),
-                io.Image.Input("reference", tooltip="The reference output of DoSSR LR Encode."),
+                io.Image.Input("image", tooltip="The decoded DoSSR result (VAE Decode's output)."),
+                io.Image.Input("reference", tooltip="The reference output of the same DoSSR LR Encode."),
                 io.Combo.Input("mode", options=list(COLOR_FIX_MODES), default="wavelet",
-                               tooltip="wavelet (the paper's): keep the result's detail bands, take "
-                                       "the reference's lowest band. adain: match per-channel mean "
-                                       "and spread. none: only crop."),
+                               tooltip="wavelet (recommended, the paper's): keeps the result's detail "
+                                       "and takes the overall colors from the reference. adain: "
+                                       "matches each color channel's average and contrast; try it if "
+                                       "wavelet's colors look blotchy. none: no color change, only "
+                                       "the crop."),
             ],
-            outputs=[io.Image.Output()],
+            outputs=[io.Image.Output(tooltip="The finished image at exactly the target size: connect "
+                                             "to Save Image or Preview Image.")],
         )
 
     @classmethod

@@ -13,6 +13,7 @@ from comfy_api.latest import io
 
 import comfy.controlnet
 
+from ..dossr_core.control_range import sigma_range, timestep_range
 from .backbone import check_backbone
 from .io_types import DoSSRHint, DoSSRModel
 from .tiling import TILES_KEY
@@ -48,9 +49,14 @@ class DoSSRControl(comfy.controlnet.ControlBase):
         return super().get_models() + [self.dossr_model.control_patcher]
 
     def pre_run(self, model, percent_to_timestep_function):
+        """As the host's, but the percent range runs over the DoSSR steps (below t1), not
+        over the host's whole 0..999 schedule (see ``dossr_core.control_range``)."""
         check_backbone(model, self.dossr_model)   # whichever sampler runs us
         super().pre_run(model, percent_to_timestep_function)
-        self.model_sampling_current = model.model_sampling
+        sampling = model.model_sampling
+        self.timestep_range = sigma_range(*self.timestep_percent_range,
+                                          lambda t: sampling.sigma(torch.tensor(t)).item())
+        self.model_sampling_current = sampling
 
     def cleanup(self):
         self.model_sampling_current = None
@@ -131,26 +137,50 @@ class DoSSRApplyControlNet(io.ComfyNode):
             category=CATEGORY,
             search_aliases=search_aliases("controlnet", "apply controlnet"),
             description=("Attaches the DoSSR ControlNet to conditioning, like the host's Apply "
-                         "ControlNet, so any sampler (SamplerCustomAdvanced, KSampler) uses it."),
+                         "ControlNet, so any sampler (SamplerCustomAdvanced, KSampler) uses it. "
+                         "start_percent/end_percent run over the DoSSR steps: 0 = the first step, "
+                         "1 = the end of sampling."),
             inputs=[
-                io.Conditioning.Input("positive", tooltip="Text conditioning of your SD 2.1-base CLIP."),
-                io.Conditioning.Input("negative", tooltip="Used by the sampler only when cfg is not 1."),
+                io.Conditioning.Input("positive", tooltip="Text conditioning from CLIP Text Encode with "
+                                                          "your SD 2.1-base CLIP. The paper's prompt: "
+                                                          "\"clean, high-resolution, 8k\"."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning; the sampler uses it only "
+                                                          "when cfg is not 1."),
                 DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
-                DoSSRHint.Input("hint", tooltip="From DoSSR LR Encode."),
+                DoSSRHint.Input("hint", tooltip="The hint output of DoSSR LR Encode (the hint encoder's "
+                                                "latent of the preprocessed image)."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.01,
-                               tooltip="Scales every ControlNet residual; 1 is the paper's setting, "
-                                       "0 turns the ControlNet off."),
+                               tooltip="Scales every ControlNet residual. 1 is the paper's setting; lower "
+                                       "keeps less closely to the low-resolution image; 0 turns the "
+                                       "ControlNet off."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the sampling (0 = start) the ControlNet starts acting."),
+                               tooltip="Where in the DoSSR steps the ControlNet starts acting: 0 = the "
+                                       "first step (timestep t1 - 1 = 499), 1 = the end (timestep 0). "
+                                       "Not the host's full 0..999 scale: step k of n sits at k/n "
+                                       "(5 steps: 0, 0.2, 0.4, 0.6, 0.8). Keep 0 for the paper's result."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the sampling (1 = end) it stops."),
+                               tooltip="Where in the DoSSR steps it stops acting (inclusive), on the "
+                                       "same scale: 1 = through the last step. E.g. start 0.5, end 1 "
+                                       "controls the second half (5 steps: the last two). Must not be "
+                                       "below start_percent."),
             ],
-            outputs=[io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative")],
+            outputs=[io.Conditioning.Output(display_name="positive",
+                                            tooltip="The positive conditioning with the DoSSR "
+                                                    "ControlNet attached: "
+                                                    "connect to CFGGuider (or any sampler's positive)."),
+                     io.Conditioning.Output(display_name="negative",
+                                            tooltip="The negative conditioning, sharing the same "
+                                                    "ControlNet so cond "
+                                                    "and uncond run in one batch: connect to the "
+                                                    "guider's negative.")],
         )
 
     @classmethod
     def execute(cls, positive, negative, dossr_model, hint, strength, start_percent,
                 end_percent) -> io.NodeOutput:
+        try:
+            timestep_range(start_percent, end_percent)
+        except ValueError as err:
+            raise ValueError(f"DoSSR Apply ControlNet: {err}") from None
         return io.NodeOutput(*apply_dossr_control(positive, negative, dossr_model, hint, strength,
                                                   start_percent, end_percent))

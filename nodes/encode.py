@@ -1,7 +1,7 @@
 """DoSSR LR Encode: the low-resolution image becomes the start latent xhat0 and the hint (DESIGN §4).
 
 1. ``pre`` = RRDBNet x4 of the LR image (or bicubic, or the image as given),
-   resized to the target size and clamped to [0, 1]; it is also the colour-fix
+   resized to the target size and clamped to [0, 1]; it is also the color-fix
    reference.
 2. ``pre`` is padded to a multiple of 8 (replicate), then encoded twice: by the
    host's VAE (the LATENT the sampler starts from) and by DoSSR's own hint
@@ -194,33 +194,47 @@ class DoSSRLREncode(io.ComfyNode):
             display_name="DoSSR LR Encode",
             category=CATEGORY,
             search_aliases=search_aliases("encode", "low resolution", "rrdbnet", "esrgan"),
-            description=("Prepares a low-resolution image for DoSSR: restores and upscales it with "
-                         "the RRDBNet preprocessor, then encodes it into the latent sampling starts "
-                         "from and the hint that steers the ControlNet."),
+            description=("Prepares a low-resolution image for DoSSR: restores and enlarges it with "
+                         "DoSSR's image restorer (RRDBNet), then turns it into the sampler's starting "
+                         "point, the color reference for DoSSR Color Fix and the hint that guides the "
+                         "ControlNet."),
             inputs=[
-                io.Image.Input("image", tooltip="The low-resolution RGB image (any size, any batch)."),
+                io.Image.Input("image", tooltip="The low-resolution picture to upscale (RGB, any size; "
+                                                  "every image of a batch is upscaled)."),
                 DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
-                io.Vae.Input("vae", tooltip="The VAE of your SD 2.1-base checkpoint."),
+                io.Vae.Input("vae", tooltip="The VAE of your Stable Diffusion 2.1-base checkpoint "
+                                            "(Load Checkpoint's VAE output)."),
                 io.Float.Input("scale", default=4.0, min=1.0, max=16.0, step=0.05,
-                               tooltip="Output size = round(scale x input size). The preprocessor is "
-                                       "x4; other factors resize its result."),
+                               tooltip="How many times larger the result is. 4 is the paper's "
+                                       "setting (the restorer works at x4); other values resize its "
+                                       "x4 result, e.g. 2 for a smaller output. Ignored when "
+                                       "preprocess is none."),
                 io.Combo.Input("preprocess", options=list(PREPROCESS), default="rrdbnet",
-                               tooltip="rrdbnet: restore and upscale with DoSSR's preprocessor (the "
-                                       "paper's pipeline). bicubic: plain resize. none: use the "
-                                       "image as given (already upscaled elsewhere; scale is "
-                                       "ignored)."),
+                               tooltip="rrdbnet (recommended, the paper's): DoSSR's restorer cleans "
+                                       "up and enlarges the image first. bicubic: a plain "
+                                       "enlargement without that cleanup. none: the image is "
+                                       "already at the final size (upscaled elsewhere); scale is "
+                                       "ignored."),
                 io.Combo.Input("tiling", options=list(TILING), default="auto", optional=True,
-                               tooltip="auto: encode the whole image when the device has the "
-                                       "memory for it (as the paper does), on 512 px tiles beyond "
-                                       "that. always: tiles at every size (less memory; tiles "
-                                       "change the encoders' statistics slightly)."),
+                               tooltip="auto (recommended): works on the whole image when your "
+                                       "device has the memory for it, as the paper does, and in "
+                                       "512 px tiles beyond that. always: always in tiles, which "
+                                       "needs less memory; pick it if auto runs out of memory or "
+                                       "slows the computer down. The result can differ very "
+                                       "slightly from a whole-image pass."),
             ],
             outputs=[
-                io.Latent.Output("latent", display_name="latent", tooltip="The start latent xhat0, padded to a multiple of "
-                                                   "8 px. Feed to the DoSSR sampler."),
-                io.Image.Output("reference", display_name="reference", tooltip="The preprocessed image at the exact target "
-                                                     "size: the colour-fix reference."),
-                DoSSRHint.Output("hint", display_name="hint", tooltip="The hint latent for the DoSSR ControlNet."),
+                io.Latent.Output("latent", display_name="latent",
+                                 tooltip="The image prepared as the sampler's starting point (its size "
+                                         "rounded up to a multiple of 8 px; DoSSR Color Fix crops it "
+                                         "back): connect to DoSSR Sampler's latent."),
+                io.Image.Output("reference", display_name="reference",
+                                tooltip="The restored, enlarged image at exactly the final size: "
+                                        "connect to DoSSR Color Fix's reference, which keeps the "
+                                        "colors true and sets the final size."),
+                DoSSRHint.Output("hint", display_name="hint",
+                                 tooltip="The guide for the DoSSR ControlNet: connect to DoSSR "
+                                         "Sampler's hint (or DoSSR Apply ControlNet's)."),
             ],
         )
 

@@ -19,12 +19,14 @@ def is_oom(err: BaseException) -> bool:
 
     Newer hosts (``model_management.is_oom``) also recognise accelerator errors that are
     not ``OOM_EXCEPTION``, and clear the device's pending error state; older ones only
-    have the exception class.
+    have the exception class. The probe is a try/except AttributeError, the form static
+    checkers (comfy-import-guard) read as a guarded reference rather than a missing one.
     """
-    host_test = getattr(mm, "is_oom", None)
-    if host_test is not None:
-        return bool(host_test(err))
-    return isinstance(err, mm.OOM_EXCEPTION)
+    try:
+        host_test = mm.is_oom
+    except AttributeError:  # ComfyUI 0.3.64
+        return isinstance(err, mm.OOM_EXCEPTION)
+    return bool(host_test(err))
 
 
 class WholePatcher(comfy.model_patcher.ModelPatcher):

@@ -141,23 +141,32 @@ class DoSSRModelLoader(io.ComfyNode):
             display_name="DoSSR Model Loader",
             category=CATEGORY,
             search_aliases=search_aliases("loader", "load model", "checkpoint"),
-            description=("Loads the DoSSR ControlNet, hint encoder and RRDBNet preprocessor from a "
-                         "DoSSR checkpoint. The Stable Diffusion 2.1-base backbone comes from the "
-                         "host's own checkpoint loader."),
+            description=("Loads the DoSSR upscaler (its ControlNet, hint encoder and RRDBNet image "
+                         "restorer) from a DoSSR checkpoint file. The Stable Diffusion 2.1-base model "
+                         "it works with comes from the usual Load Checkpoint node."),
             inputs=[
                 io.Combo.Input("model_name", options=model_files(),
-                               tooltip="A DoSSR file from models/dossr (or models/checkpoints): "
-                                       "dossr_default.ckpt for 5-step sampling, dossr_onestep.ckpt "
-                                       "for one step, or their .safetensors conversions."),
+                               tooltip="The DoSSR file, from ComfyUI/models/dossr (or "
+                                       "models/checkpoints). dossr_default for the usual 5-step "
+                                       "upscale; dossr_onestep for the faster 1-step one (then set "
+                                       "the sampler's steps to 1). Their converted .safetensors "
+                                       "files work the same and load faster. Not listed? Put the "
+                                       "file in models/dossr and refresh the editor."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Precision of the DoSSR networks. auto follows the host's "
-                                       "choice for the UNet on this device (fp32 on CPU)."),
+                               tooltip="Number precision of the DoSSR networks. auto (recommended) "
+                                       "uses what ComfyUI picks for your device: half precision "
+                                       "(fp16/bf16) on most GPUs, fp32 on the CPU. Half precision "
+                                       "needs half the memory; choose fp32 if the result comes out "
+                                       "black or broken."),
             ],
             outputs=[
-                DoSSRModel.Output("dossr_model", display_name="dossr_model", tooltip="Feed to DoSSR LR Encode and the sampler."),
+                DoSSRModel.Output("dossr_model", display_name="dossr_model",
+                                  tooltip="The DoSSR upscaler: connect to DoSSR LR Encode and to "
+                                          "DoSSR Sampler (or DoSSR Apply ControlNet)."),
                 io.UpscaleModel.Output("upscale_model", display_name="upscale_model",
-                                       tooltip="The RRDBNet x4 preprocessor, usable with the host's "
-                                               "'Upscale Image (using Model)' node."),
+                                       tooltip="DoSSR's x4 image restorer on its own, for ComfyUI's "
+                                               "'Upscale Image (using Model)' node: a quick upscale "
+                                               "without the diffusion steps."),
             ],
         )
 

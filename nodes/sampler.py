@@ -30,11 +30,27 @@ ORDER_CHOICES = ["1", "2", "3", CORRECTED_THIRD_ORDER]
 MODES = ["sde", "ode"]
 MAX_STEPS = T1 - 1
 STEP_SEED_OFFSET = 0x9E3779B97F4A7C15
-ORDER_TOOLTIP = ("Solver order. 3 is the paper's (published) rule; 3-corrected adds the D2 "
-                 "correction that makes it truly third order; 1 and 2 are lower orders.")
-MODE_TOOLTIP = ("sde: the paper's stochastic sampler. ode: the deterministic counterpart; it "
-                "starts from the LR latent itself, so the result does not depend on the seed.")
-STEPS_TOOLTIP = "Model evaluations: 5 for dossr_default (the paper's setting), 1 for dossr_onestep."
+ORDER_TOOLTIP = ("How each step is worked out. 3 (recommended) is the paper's rule, the one the "
+                 "released weights were tested with. 3-corrected follows the math more exactly; "
+                 "worth a try when you use many steps (10 or more). 1 and 2 are simpler rules, "
+                 "for comparison.")
+ORDER_TOOLTIP_EXPERT = ("Solver order. 3 (default): the paper's published rule, whose D1 is a plain "
+                        "backward difference, so it is second-order accurate; pick it to reproduce "
+                        "the paper. 3-corrected: D1 corrected by D2, truly third order; try it with "
+                        "many steps (10 or more), where the solver's accuracy weighs more than at "
+                        "the paper's 5. 1, 2: lower orders, for "
+                        "comparison. The first step is always order 1, the second at most 2.")
+MODE_TOOLTIP = ("sde (recommended, the paper's): each step adds fresh noise drawn from the seed, so "
+                "another seed gives slightly different fine detail. ode: no added noise; the same "
+                "input always gives the same image, whatever the seed.")
+MODE_TOOLTIP_EXPERT = ("sde: the paper's stochastic DoS-SDE solver. ode: its deterministic "
+                       "probability-flow counterpart (not in the paper); it starts from xhat0 "
+                       "itself, so the result does not depend on the seed.")
+STEPS_TOOLTIP = ("How many steps: 5 for dossr_default (the paper's setting), 1 for dossr_onestep. "
+                 "Each step runs the model once, so the time grows with the steps.")
+STEPS_TOOLTIP_EXPERT = ("Model evaluations: 5 for dossr_default (the paper's), 1 for dossr_onestep. "
+                        "steps + 1 timesteps respaced over 0..t1-1 (t1 = 500), e.g. 5 steps: "
+                        "499, 399, 299, 200, 100, 0; the model runs at all but the last.")
 
 
 def dossr_sigmas(model_sampling, steps: int) -> torch.Tensor:
@@ -116,12 +132,18 @@ class DoSSRSigmas(io.ComfyNode):
             display_name="DoSSR Sigmas",
             category=CATEGORY,
             search_aliases=search_aliases("sigmas", "scheduler"),
-            description=("The DoSSR timestep grid (steps + 1 timesteps below t1 = 500) as SIGMAS for "
-                         "SamplerCustom/SamplerCustomAdvanced. Sampling starts half-way, from the LR "
-                         "image, so half of the usual trajectory is skipped."),
-            inputs=[io.Model.Input("model", tooltip="Your SD 2.1-base MODEL."),
-                    io.Int.Input("steps", default=5, min=1, max=MAX_STEPS, tooltip=STEPS_TOOLTIP)],
-            outputs=[io.Sigmas.Output()],
+            description=("The DoSSR timestep grid (steps + 1 timesteps below t1 = 500, where the "
+                         "domain shift is complete) as SIGMAS for SamplerCustom/SamplerCustomAdvanced. "
+                         "Sampling starts half-way, from the low-resolution image, so half of the "
+                         "usual trajectory is skipped. Use it with DoSSR SDE Sampler."),
+            inputs=[io.Model.Input("model", tooltip="Your SD 2.1-base MODEL (512 px, eps prediction): "
+                                                    "the sigmas are its own table values, so each "
+                                                    "maps back to its exact timestep."),
+                    io.Int.Input("steps", default=5, min=1, max=MAX_STEPS, tooltip=STEPS_TOOLTIP_EXPERT)],
+            outputs=[io.Sigmas.Output(tooltip="The DoSSR sigmas, largest first, ending at timestep 0 "
+                                              "(not at sigma 0): connect to SamplerCustomAdvanced's "
+                                              "sigmas, with DoSSR SDE Sampler as its sampler (other "
+                                              "samplers do not undo the domain shift).")],
         )
 
     @classmethod
@@ -140,10 +162,13 @@ class DoSSRSamplerSelect(io.ComfyNode):
             category=CATEGORY,
             search_aliases=search_aliases("sampler", "sde", "ode"),
             description=("The DoS-SDE solver as a SAMPLER for SamplerCustom/SamplerCustomAdvanced; "
-                         "use it with DoSSR Sigmas and a latent from DoSSR LR Encode."),
-            inputs=[io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP),
-                    io.Combo.Input("mode", options=MODES, default="sde", tooltip=MODE_TOOLTIP)],
-            outputs=[io.Sampler.Output()],
+                         "use it with DoSSR Sigmas, DoSSR Apply ControlNet and a latent from DoSSR "
+                         "LR Encode."),
+            inputs=[io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP_EXPERT),
+                    io.Combo.Input("mode", options=MODES, default="sde", tooltip=MODE_TOOLTIP_EXPERT)],
+            outputs=[io.Sampler.Output(tooltip="The DoSSR solver: connect to SamplerCustomAdvanced's "
+                                               "sampler. Its latent must be DoSSR LR Encode's (xhat0, "
+                                               "where sampling starts) and its sigmas DoSSR Sigmas'.")],
         )
 
     @classmethod
@@ -164,29 +189,40 @@ class DoSSRSampler(io.ComfyNode):
             display_name="DoSSR Sampler",
             category=CATEGORY,
             search_aliases=search_aliases("sampler", "ksampler", "diffusion upscale"),
-            description=("Super-resolves the LR latent with the DoS-SDE in a few steps, with the DoSSR "
-                         "ControlNet steering your SD 2.1-base model. The same as DoSSR Apply "
-                         "ControlNet + DoSSR Sigmas + DoSSR SDE Sampler in SamplerCustomAdvanced."),
+            description=("Upscales: starts from the prepared low-resolution image and adds detail in "
+                         "a few steps, with the DoSSR ControlNet steering your Stable Diffusion "
+                         "2.1-base model. The same as DoSSR Apply ControlNet + DoSSR Sigmas + DoSSR "
+                         "SDE Sampler in SamplerCustomAdvanced."),
             inputs=[
-                io.Model.Input("model", tooltip="Your SD 2.1-base (512, eps) MODEL."),
+                io.Model.Input("model", tooltip="Your Stable Diffusion 2.1-base model, the 512 px "
+                                                "version (v2-1_512-ema-pruned), from Load Checkpoint. "
+                                                "Other models are refused with a message."),
                 DoSSRModel.Input("dossr_model", tooltip="From DoSSR Model Loader."),
-                io.Conditioning.Input("positive", tooltip="The paper uses \"clean, high-resolution, 8k\"."),
-                io.Conditioning.Input("negative", tooltip="Only used when cfg is not 1."),
-                io.Latent.Input("latent", tooltip="The LATENT of DoSSR LR Encode."),
-                DoSSRHint.Input("hint", tooltip="The hint of the same DoSSR LR Encode."),
+                io.Conditioning.Input("positive", tooltip="The text prompt (CLIP Text Encode). The paper "
+                                                          "uses \"clean, high-resolution, 8k\"."),
+                io.Conditioning.Input("negative", tooltip="What to avoid. Only used when cfg is not 1 "
+                                                          "(at 1, the default, it is skipped)."),
+                io.Latent.Input("latent", tooltip="The latent output of DoSSR LR Encode."),
+                DoSSRHint.Input("hint", tooltip="The hint output of the same DoSSR LR Encode."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the start and per-step noise (drawn on the CPU, so the "
-                                     "same seed gives the same image on every device)."),
+                             tooltip="The random noise of the steps: another seed gives slightly "
+                                     "different fine detail, the same seed the same image on every "
+                                     "computer. Has no effect in ode mode."),
                 io.Int.Input("steps", default=5, min=1, max=MAX_STEPS, tooltip=STEPS_TOOLTIP),
                 io.Combo.Input("order", options=ORDER_CHOICES, default="3", tooltip=ORDER_TOOLTIP),
                 io.Combo.Input("mode", options=MODES, default="sde", tooltip=MODE_TOOLTIP),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=30.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance. 1 (the paper's) skips the negative "
-                                       "pass and halves the cost."),
+                               tooltip="How strongly the prompts steer the result. 1 (the paper's, "
+                                       "recommended) ignores the negative prompt and is twice as "
+                                       "fast; higher values follow the prompts more and risk "
+                                       "artifacts."),
                 io.Float.Input("control_strength", default=1.0, min=0.0, max=2.0, step=0.01,
-                               tooltip="Scales the ControlNet residuals; 1 is the paper's setting."),
+                               tooltip="How closely the result keeps to the low-resolution image. 1 is "
+                                       "the paper's setting; lower values let the model invent more "
+                                       "(and drift from the original); 0 ignores the image."),
             ],
-            outputs=[io.Latent.Output()],
+            outputs=[io.Latent.Output(tooltip="The upscaled latent: connect to VAE Decode, then to "
+                                              "DoSSR Color Fix.")],
         )
 
     @classmethod

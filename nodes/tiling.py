@@ -106,16 +106,20 @@ class DoSSRTiledDiffusion(io.ComfyNode):
                          "memory stays bounded. Put it between your MODEL and the DoSSR Sampler (or "
                          "any sampler)."),
             inputs=[
-                io.Model.Input("model", tooltip="Your SD 2.1-base MODEL."),
+                io.Model.Input("model", tooltip="Your Stable Diffusion 2.1-base model (from Load "
+                                                "Checkpoint)."),
                 io.Int.Input("tile_size", default=512, min=256, max=4096, step=64,
-                             tooltip="Tile side in pixels. 512 is SD 2.1-base's native size; an image "
-                                     "no larger than a tile is sampled whole, exactly as without this "
-                                     "node."),
+                             tooltip="Tile side in pixels of the result. 512 (recommended) is the size "
+                                     "the model was trained at; larger tiles need more memory. An "
+                                     "image no larger than one tile is sampled whole, exactly as "
+                                     "without this node."),
                 io.Int.Input("tile_overlap", default=128, min=0, max=1024, step=8,
-                             tooltip="Minimum overlap of neighbouring tiles in pixels; wider overlaps "
-                                     "blend more smoothly but cost more tiles."),
+                             tooltip="How much neighboring tiles overlap, in pixels. Raise it (e.g. "
+                                     "192) if you see seams; lower it to save time, since wider "
+                                     "overlaps mean more tiles."),
                 io.Int.Input("tile_batch_size", default=4, min=1, max=64,
-                             tooltip="Tiles evaluated together: faster on a GPU, more memory."),
+                             tooltip="Tiles computed at once: higher is faster on a GPU but needs "
+                                     "more memory; lower it if you run out of memory."),
                 io.Combo.Input("mode", options=list(MODES), default="auto", optional=True,
                                tooltip="auto: sample the whole image while it is no larger than "
                                        "one tile in area (e.g. 512x512 or 768x320 px at 512 px "
@@ -123,7 +127,8 @@ class DoSSRTiledDiffusion(io.ComfyNode):
                                        "always: on tiles whenever a side is longer than a tile "
                                        "(less memory). off: never on tiles."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="The same model, now sampling large images tile by tile: "
+                                             "connect to DoSSR Sampler's model (or any sampler's).")],
         )
 
     @classmethod

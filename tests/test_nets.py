@@ -600,7 +600,10 @@ def test_rrdbnet_output_is_clamped_to_unit_range():
 
 
 @pytest.fixture(scope="module")
-def comfy():
+def host_nets():
+    """The host's UNet and VAE modules (``openaimodel``, ``vae_model``), imported from
+    COMFYUI_PATH. Not named ``comfy``: a name that shadows the host's package makes static
+    checkers (comfy-import-guard) read ``comfy.openaimodel`` as a ComfyUI symbol."""
     root = os.environ.get("COMFYUI_PATH")
     if not root or not (Path(root) / "comfy").is_dir():
         pytest.skip("set COMFYUI_PATH to a ComfyUI tree to compare with the host's modules")
@@ -621,8 +624,8 @@ def comfy():
     return SimpleNamespace(openaimodel=openaimodel, vae_model=vae_model)
 
 
-def test_controlnet_matches_host_unet_encoder_half(comfy):
-    om = comfy.openaimodel
+def test_controlnet_matches_host_unet_encoder_half(host_nets):
+    om = host_nets.openaimodel
     levels, blocks = len(SMALL_CN["channel_mult"]), SMALL_CN["num_res_blocks"]
     with_attention = [int(level in SMALL_CN["attention_levels"]) for level in range(levels)]
     ours = seeded(LatentHintControlNet, dtype=torch.float32, **SMALL_CN)
@@ -656,9 +659,9 @@ def test_controlnet_matches_host_unet_encoder_half(comfy):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"residual {k}")
 
 
-def test_hint_encoder_matches_host_vae_encoder(comfy):
+def test_hint_encoder_matches_host_vae_encoder(host_nets):
     ours = seeded(HintEncoder, dtype=torch.float32, **SMALL_HE)
-    host = comfy.vae_model.Encoder(
+    host = host_nets.vae_model.Encoder(
         ch=32, out_ch=3, ch_mult=SMALL_HE["ch_mult"], num_res_blocks=SMALL_HE["num_res_blocks"],
         attn_resolutions=[], in_channels=3, resolution=64, z_channels=4, double_z=True,
     ).eval()
