@@ -40,8 +40,7 @@ LOG_LINE = re.compile(r"DoSSR (Tiled Sampling|VAE Decode): [^\n]*")
 def prompt_for(image: str, steps: int | None) -> dict:
     prompt = hs.load_api_workflow(WORKFLOW)
     hs.patch(prompt, "LoadImage", image=image)
-    hs.patch(prompt, "CheckpointLoaderSimple", ckpt_name=SD_NAME)
-    hs.patch(prompt, "DoSSRModelLoader", model_name=DOSSR_NAME)
+    hs.two_files(prompt, SD_NAME, DOSSR_NAME)   # the fakes are an SD file and a DoSSR file
     hs.patch(prompt, "SaveImage", filename_prefix="first_queue")
     if steps is not None:
         hs.patch(prompt, "DoSSRSampler", steps=steps)

@@ -113,8 +113,7 @@ def build_prompt(image: str, steps: int, tiled: bool, count_log: Path, prefix: s
     p = hs.load_api_workflow(WORKFLOW)
     hs.patch(p, "DoSSRLREncode", tiling=encode_tiling)
     hs.patch(p, "LoadImage", image=image)
-    hs.patch(p, "CheckpointLoaderSimple", ckpt_name=e2e.SD_NAME)
-    hs.patch(p, "DoSSRModelLoader", model_name=e2e.DOSSR_NAME)
+    hs.two_files(p, e2e.SD_NAME, e2e.DOSSR_NAME)   # the fakes are an SD file and a DoSSR file
     hs.patch(p, "DoSSRSampler", seed=SEED, steps=steps)
     hs.patch(p, "SaveImage", filename_prefix=prefix)
     ids = {nid: p[nid]["class_type"] for nid in (N_LOAD, N_CKPT, N_DOSSR, N_ENC, N_SAMPLE, N_DECODE,

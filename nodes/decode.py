@@ -84,7 +84,7 @@ class DoSSRVAEDecode(io.ComfyNode):
                              tooltip="Overlap of neighbouring tiles in pixels (at most a quarter "
                                      "of tile_size is used)."),
             ],
-            outputs=[io.Image.Output(tooltip="The decoded image (before the colour fix).")],
+            outputs=[io.Image.Output(tooltip="The decoded image (before the color fix).")],
         )
 
     @classmethod

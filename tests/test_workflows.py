@@ -31,34 +31,42 @@ AUTO_TILING = {"DoSSRTiledDiffusion": {"tile_size": 512, "tile_overlap": 128, "t
                "DoSSRVAEDecode": {"tiling": "auto", "tile_size": 512, "overlap": 64}}
 #: What the issues ask of each shipped workflow (API input values by class).
 EXPECTED = {
-    "dossr_x4": {"DoSSRModelLoader": {"model_name": "dossr_default.ckpt", "dtype": "auto"},
+    "dossr_x4": {"DoSSRCheckpointLoader": {"ckpt_name": "dossr_default.ckpt", "dtype": "auto"},
                  "DoSSRSampler": {"steps": 5},
                  **AUTO_TILING,
                  "SaveImage": {"filename_prefix": "DoSSR_x4"}},
-    "dossr_onestep": {"DoSSRModelLoader": {"model_name": "dossr_onestep.ckpt", "dtype": "auto"},
+    "dossr_onestep": {"DoSSRCheckpointLoader": {"ckpt_name": "dossr_onestep.ckpt", "dtype": "auto"},
                       "DoSSRSampler": {"steps": 1},
                       **AUTO_TILING,
                       "SaveImage": {"filename_prefix": "DoSSR_onestep"}},
     # the forced-tiles variant, under its old name for users who saved or scripted it
-    "dossr_x4_tiled": {"DoSSRModelLoader": {"model_name": "dossr_default.ckpt", "dtype": "auto"},
+    "dossr_x4_tiled": {"DoSSRCheckpointLoader": {"ckpt_name": "dossr_default.ckpt", "dtype": "auto"},
                        "DoSSRSampler": {"steps": 5},
                        "DoSSRTiledDiffusion": {"tile_size": 512, "tile_overlap": 128,
                                                "tile_batch_size": 4, "mode": "always"},
                        "VAEDecodeTiled": {"tile_size": 512, "overlap": 64, "temporal_size": 64,
                                           "temporal_overlap": 8},
                        "SaveImage": {"filename_prefix": "DoSSR_x4_tiled"}},
+    # two files: the user's own SD 2.1-base (e.g. a fine-tune) beside the DoSSR parts
+    "dossr_x4_sd21": {"CheckpointLoaderSimple": {"ckpt_name": "v2-1_512-ema-pruned.safetensors"},
+                      "DoSSRModelLoader": {"model_name": "dossr_default.ckpt", "dtype": "auto"},
+                      "DoSSRSampler": {"steps": 5},
+                      **AUTO_TILING,
+                      "SaveImage": {"filename_prefix": "DoSSR_x4_sd21"}},
 }
+#: The workflows that take everything from one DoSSR release file (all but the two-file one).
+ONE_FILE = ("dossr_x4", "dossr_onestep", "dossr_x4_tiled")
 COMMON = {
-    "CheckpointLoaderSimple": {"ckpt_name": "v2-1_512-ema-pruned.safetensors"},
     "DoSSRLREncode": {"scale": 4, "preprocess": "rrdbnet"},
     "DoSSRSampler": {"order": "3", "mode": "sde", "cfg": 1, "control_strength": 1},
     "DoSSRColorFix": {"mode": "wavelet"},
 }
-BASE_CLASSES = ["LoadImage", "CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode",
-                "DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRColorFix", "SaveImage"]
+BASE_CLASSES = ["LoadImage", "CLIPTextEncode", "CLIPTextEncode", "DoSSRLREncode", "DoSSRSampler",
+                "DoSSRColorFix", "SaveImage"]
+LOADERS = {True: ["DoSSRCheckpointLoader"], False: ["CheckpointLoaderSimple", "DoSSRModelLoader"]}
 #: The VAE decoder of each workflow (every one has DoSSR Tiled Sampling before its sampler).
 DECODER = {"dossr_x4": "DoSSRVAEDecode", "dossr_onestep": "DoSSRVAEDecode",
-           "dossr_x4_tiled": "VAEDecodeTiled"}
+           "dossr_x4_tiled": "VAEDecodeTiled", "dossr_x4_sd21": "DoSSRVAEDecode"}
 
 #: The download address the editor offers when the SD 2.1-base checkpoint is missing.
 SD_MODEL = {"name": "v2-1_512-ema-pruned.safetensors",
@@ -125,7 +133,7 @@ def test_ui_and_api_files_describe_the_same_graph(name, info):
 def test_workflow_settings(name):
     prompt = load(name + "_api")
     classes = sorted(n["class_type"] for n in prompt.values())
-    assert classes == sorted(BASE_CLASSES + ["DoSSRTiledDiffusion", DECODER[name]])
+    assert classes == sorted(BASE_CLASSES + LOADERS[name in ONE_FILE] + ["DoSSRTiledDiffusion", DECODER[name]])
     for expected in (COMMON, EXPECTED[name]):
         for class_type, values in expected.items():
             (node,) = by_class(prompt, class_type)
@@ -145,9 +153,15 @@ def test_workflow_settings(name):
 @pytest.mark.parametrize("name", UI_NAMES)
 def test_workflow_wiring(name):
     """The checkpoint's MODEL reaches the sampler through the tiling node, the sampler's
-    latent is decoded by the checkpoint's VAE and the colour fix gets the decoded image."""
+    latent is decoded by the checkpoint's VAE and the color fix gets the decoded image; in the
+    one-file workflows the same loader gives the DoSSR model to LR Encode and the sampler."""
     prompt = load(name + "_api")
-    (ckpt_id,) = [k for k, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"]
+    ckpt_class = "DoSSRCheckpointLoader" if name in ONE_FILE else "CheckpointLoaderSimple"
+    (ckpt_id,) = [k for k, n in prompt.items() if n["class_type"] == ckpt_class]
+    if name in ONE_FILE:
+        for class_type in ("DoSSRLREncode", "DoSSRSampler"):
+            (node,) = by_class(prompt, class_type)
+            assert node["inputs"]["dossr_model"] == [ckpt_id, 3], class_type
     (sampler_id,) = [k for k, n in prompt.items() if n["class_type"] == "DoSSRSampler"]
     model_src = prompt[sampler_id]["inputs"]["model"]
     assert prompt[model_src[0]]["class_type"] == "DoSSRTiledDiffusion", "sampler's MODEL"
@@ -175,14 +189,22 @@ def test_ui_workflow_has_a_fixed_seed_and_a_model_note(name):
     notes = [n for n in wf["nodes"] if n["type"] == "Note"]
     assert len(notes) == 1
     text = notes[0]["widgets_values"][0]
-    model = EXPECTED[name]["DoSSRModelLoader"]["model_name"]
-    for needed in ("models/checkpoints", "models/dossr", model, "v2-1_512-ema-pruned.safetensors",
-                   DOSSR_RELEASE, DOSSR_REPO):
-        assert needed in text
+    if name in ONE_FILE:
+        model = EXPECTED[name]["DoSSRCheckpointLoader"]["ckpt_name"]
+        needed = ("models/dossr", model, "no separate download", "python -m dossr_core.fetch",
+                  "dossr_x4_sd21", DOSSR_RELEASE, DOSSR_REPO)
+        assert "v2-1_512-ema-pruned" not in text, "the one-file workflows ask for no SD download"
+    else:
+        model = EXPECTED[name]["DoSSRModelLoader"]["model_name"]
+        needed = ("models/checkpoints", "models/dossr", model, "v2-1_512-ema-pruned.safetensors",
+                  DOSSR_RELEASE, "one-file workflow dossr_x4")
+    for phrase in needed:
+        assert phrase in text, phrase
     if name == "dossr_x4_tiled":
         # when to use it, and that LR Encode needs no tiling node of its own
         for needed in ("forced tiles", "mode always", "1 megapixel", "memory", "DoSSR LR Encode",
-                       "tiles its encoders by itself", "dossr_x4 already handles every size"):
+                       "on tiles by itself when the whole image does not fit",
+                       "dossr_x4 already handles every size"):
             assert needed in text, needed
     else:
         # that no variant is needed for large images, and what each tiling mode does
@@ -195,16 +217,20 @@ def test_ui_workflow_has_a_fixed_seed_and_a_model_note(name):
 def test_ui_workflow_model_downloads(name, info):
     """Every model loader says where its file comes from in the form the editor's missing-
     model list reads (``properties.models``): a download for the SD checkpoint, the release
-    page (no download) for the DoSSR weights; the Note says it too."""
+    page (no download) for the DoSSR weights; the Note says it too. The one-file workflows
+    name the DoSSR file alone: nothing offers an SD download."""
     wf = load(name)
     loaders = [n for n in wf["nodes"] if wc.model_widgets(n, info)]
-    assert sorted(n["type"] for n in loaders) == ["CheckpointLoaderSimple", "DoSSRModelLoader"]
+    assert sorted(n["type"] for n in loaders) == LOADERS[name in ONE_FILE]
     for node in wf["nodes"]:
         assert not wc.check_model_entries(node, info), wc.check_model_entries(node, info)
-    ckpt = next(n for n in loaders if n["type"] == "CheckpointLoaderSimple")
-    assert wc.model_entries(ckpt) == [SD_MODEL]
-    assert ckpt["widgets_values"] == [SD_MODEL["name"]], "the entry must name the selected file"
-    dossr = next(n for n in loaders if n["type"] == "DoSSRModelLoader")
+    if name not in ONE_FILE:
+        ckpt = next(n for n in loaders if n["type"] == "CheckpointLoaderSimple")
+        assert wc.model_entries(ckpt) == [SD_MODEL]
+        assert ckpt["widgets_values"] == [SD_MODEL["name"]], "the entry must name the selected file"
+    else:
+        assert SD_MODEL["url"] not in json.dumps(wf)
+    dossr = next(n for n in loaders if n["type"] != "CheckpointLoaderSimple")
     # the release is a Google Drive folder of .ckpt files: frontend 1.27's dialog lists it with
     # "Download not allowed" (its address) and disabled buttons; 1.49's panel lists the file
     # in any case, and with this entry gives its folder and a Copy URL of the release page
@@ -212,7 +238,9 @@ def test_ui_workflow_model_downloads(name, info):
                                         "directory": "dossr"}]
     assert not [n for n in wf["nodes"] if wc.model_entries(n) and n not in loaders]
     assert "models" not in wf, "no workflow-level models list: the node entries say it all"
-    assert EXPECTED[name]["DoSSRModelLoader"]["model_name"] in dossr["widgets_values"]
+    file_input = EXPECTED[name].get("DoSSRCheckpointLoader", {}).get("ckpt_name") or \
+        EXPECTED[name]["DoSSRModelLoader"]["model_name"]
+    assert file_input in dossr["widgets_values"]
 
 
 @pytest.mark.parametrize("name", UI_NAMES)
@@ -283,11 +311,11 @@ def test_template_listing_keeps_only_the_example_workflows(tmp_path):
 
 # ----------------------------------------------------------------------------- the checker
 
-def _api(name="dossr_x4_api"):
+def _api(name="dossr_x4_sd21_api"):
     return copy.deepcopy(load(name))
 
 
-def _ui(name="dossr_x4"):
+def _ui(name="dossr_x4_sd21"):
     return copy.deepcopy(load(name))
 
 

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS_DIR = REPO / "workflows"
 EXAMPLES_DIR = REPO / "example_workflows"
 SNAPSHOT = REPO / "tests" / "data" / "object_info.json"
-DOSSR_NODE_IDS = ("DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRApplyControlNet",
+DOSSR_NODE_IDS = ("DoSSRCheckpointLoader", "DoSSRModelLoader", "DoSSRLREncode", "DoSSRSampler", "DoSSRApplyControlNet",
                   "DoSSRSigmas", "DoSSRSamplerSelect", "DoSSRColorFix", "DoSSRTiledDiffusion",
                   "DoSSRVAEDecode")
 #: Host classes recorded besides those the shipped workflows use: VAE Decode is what the
@@ -65,6 +65,7 @@ REFRESH_COMMAND = "COMFYUI_PATH=/path/to/ComfyUI python -m tests.workflow_check 
 FILE_INPUTS = {
     ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
     ("DoSSRModelLoader", "model_name"): "dossr",
+    ("DoSSRCheckpointLoader", "ckpt_name"): "dossr",
     ("LoadImage", "image"): "input",
 }
 #: Editor-only node types: they never reach the server and are not in /object_info.

@@ -38,6 +38,8 @@ REPO = HOST_DIR.parent.parent
 SD2_MINI = "fake_sd2_mini.safetensors"
 DOSSR_MINI = "fake_dossr_mini.safetensors"
 DOSSR_MINI_RRDB = "fake_dossr_mini_rrdb.safetensors"
+#: The mini SD and DoSSR weights as one release file in the authors' training form.
+RELEASE_MINI = "fake_dossr_release_mini.ckpt"
 
 # spandrel's ESRGAN loader assumes 32 growth channels; the cached DoSSR checkpoint's
 # preprocessor always has this many (rebuilt if tests/fake_dossr.py SIZES says otherwise).
@@ -245,7 +247,7 @@ def fake_sd_checkpoint(model_cache):
 def _default_models(model_cache, sd2_mini_ckpt, dossr_mini_ckpt) -> dict:
     return {
         "checkpoints": {SD2_MINI: sd2_mini_ckpt},
-        "dossr": {DOSSR_MINI: dossr_mini_ckpt},
+        "dossr": {DOSSR_MINI: dossr_mini_ckpt, RELEASE_MINI: model_cache.release_checkpoint("mini")},
         "upscale_models": {DOSSR_MINI_RRDB: model_cache.dossr_rrdb("mini")},
     }
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.host.conftest import DOSSR_MINI, SD2_MINI
-from tests.hostlib.server import find_nodes, load_api_workflow, patch, write_png
+from tests.host.conftest import DOSSR_MINI, RELEASE_MINI, SD2_MINI
+from tests.hostlib.server import find_nodes, load_api_workflow, patch, use_models, write_png
 
 TILE_LOG = re.compile(r"DoSSR Tiled Sampling: (\d+)x(\d+) px on (\d+) tiles of 512 px \(mode (\w+)\)")
 
@@ -31,8 +31,7 @@ def _prompt(name: str, image: str, prefix: str) -> dict:
     sampled latent under *prefix*."""
     prompt = load_api_workflow(name)
     patch(prompt, "LoadImage", image=image)
-    patch(prompt, "CheckpointLoaderSimple", ckpt_name=SD2_MINI)
-    patch(prompt, "DoSSRModelLoader", model_name=DOSSR_MINI)
+    use_models(prompt, release=RELEASE_MINI, sd=SD2_MINI, dossr=DOSSR_MINI)
     patch(prompt, "SaveImage", filename_prefix=f"{prefix}_image")
     (sampler,) = find_nodes(prompt, "DoSSRSampler")
     prompt["latent_out"] = {"class_type": "SaveLatent",

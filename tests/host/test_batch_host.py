@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import DOSSR_MINI, SD2_MINI
+from tests.host.conftest import DOSSR_MINI, RELEASE_MINI, SD2_MINI
 from tests.hostlib.server import png_size, write_png
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "workflows" / "dossr_client.py"
-MODELS = ("--sd-checkpoint", SD2_MINI, "--dossr-model", DOSSR_MINI)
+MODELS = ("--dossr-model", RELEASE_MINI)
 
 
 def write_grey_png(path, width: int, height: int) -> Path:
@@ -184,7 +184,7 @@ def test_ctrl_c_cancels_only_this_clients_prompts(comfy_server, tmp_path):
         (ours,) = [item[1] for item in comfy_server.queue()["queue_running"]]
         other = json.loads((REPO / "workflows" / "dossr_x4_api.json").read_text())
         other["1"]["inputs"]["image"] = "dossr_test_16.png"
-        other["2"]["inputs"]["ckpt_name"], other["3"]["inputs"]["model_name"] = SD2_MINI, DOSSR_MINI
+        other["2"]["inputs"]["ckpt_name"] = RELEASE_MINI
         other["7"]["inputs"]["steps"] = 1
         foreign = comfy_server.queue_prompt(other, client_id="someone-else")
         proc.send_signal(signal.SIGINT)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import DOSSR_MINI, SD2_MINI
+from tests.host.conftest import RELEASE_MINI, SD2_MINI
 from tests.hostlib.server import free_port, png_size, read_unet_calls, write_png
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,9 +193,8 @@ def test_cli_default_workflow_tiles_a_result_above_one_megapixel(comfy_server, t
     (1.18 MP) result, and the server's log shows that its sampler ran on 3x3 tiles."""
     lr = write_png(tmp_path / "big_lr.png", 288, 256, seed=2)
     before = len(comfy_server.log_text())
-    r = run_cli(lr, "--server", comfy_server.url, "--sd-checkpoint", SD2_MINI,
-                "--dossr-model", DOSSR_MINI, "--seed", 4, "--output-dir", tmp_path / "out",
-                timeout=1800)
+    r = run_cli(lr, "--server", comfy_server.url, "--dossr-model", RELEASE_MINI, "--seed", 4,
+                "--output-dir", tmp_path / "out", timeout=1800)
     assert r.returncode == 0, r.stderr
     (path,) = [Path(line) for line in r.stdout.split("\n") if line.strip()]
     assert png_size(path) == (1152, 1024)
@@ -209,8 +208,8 @@ def test_cli_tiling_option_sets_the_mode(comfy_server, tmp_path):
     nodes say always; --tiling off: off."""
     lr = write_png(tmp_path / "lr_12.png", 12, 12)
     for option, mode in (("on", "always"), ("off", "off")):
-        r = run_cli(lr, "--server", comfy_server.url, "--sd-checkpoint", SD2_MINI,
-                    "--dossr-model", DOSSR_MINI, "--steps", 1, "--tiling", option,
+        r = run_cli(lr, "--server", comfy_server.url, "--dossr-model", RELEASE_MINI,
+                    "--steps", 1, "--tiling", option,
                     "--output-dir", tmp_path / option, timeout=600)
         assert r.returncode == 0, r.stderr
         last = max(comfy_server.get_json("/history").values(), key=lambda e: e["prompt"][0])
@@ -223,7 +222,7 @@ def test_cli_tiling_option_sets_the_mode(comfy_server, tmp_path):
 def test_cli_with_shipped_dossr_workflow(comfy_server, tmp_path):
     lr = write_png(tmp_path / "lr_16.png", 16, 16)
     r = run_cli(lr, "--server", comfy_server.url, "--workflow", DOSSR_WORKFLOW,
-                "--sd-checkpoint", SD2_MINI, "--dossr-model", DOSSR_MINI, "--seed", 3,
+                "--dossr-model", RELEASE_MINI, "--seed", 3,
                 "--output-dir", tmp_path / "out", timeout=600)
     assert r.returncode == 0, r.stderr
     paths = [Path(line) for line in r.stdout.split("\n") if line.strip()]

@@ -1,7 +1,7 @@
 """Robustness of the DoSSR nodes on a real ComfyUI server, driven over the HTTP API with the
 shipped workflow ``workflows/dossr_x4_api.json`` patched to the fake models and test inputs.
 
-1. Soak (``@pytest.mark.slow``): 50 sequential prompts of the x4 workflow with the full-size
+1. Soak (``@pytest.mark.slow``): 50 sequential prompts of the x4 (two-file) workflow with the full-size
    random-weight models (as ``bench/e2e.py`` makes them) on 16x16 px inputs; every prompt
    succeeds and the server's RSS after the 50th is within 5 % of the RSS after the 5th. The
    curve goes to ``tests/out/soak_rss.csv``.
@@ -34,7 +34,7 @@ from tests.hostlib.server import ComfyClient, find_nodes, load_api_workflow, pat
 
 Image = pytest.importorskip("PIL.Image")   # the host requires Pillow, so its Python has it
 
-WORKFLOW = "dossr_x4_api.json"
+WORKFLOW = "dossr_x4_sd21_api.json"   # two files: the tests swap in other backbones
 INPUT_SUBFOLDER = "robustness"
 OUT_DIR = hs.REPO / "tests" / "out"
 PNG_RGB = 2   # IHDR colour type of an 8-bit RGB PNG (what SaveImage writes for RGB images)

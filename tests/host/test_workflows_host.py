@@ -8,8 +8,9 @@ import json
 import pytest
 
 from tests import workflow_check as wc
-from tests.host.conftest import DOSSR_MINI, SD2_MINI
-from tests.hostlib.server import EXTENSION_NODE_DIR, find_nodes, load_api_workflow, patch, png_size, write_png
+from tests.host.conftest import DOSSR_MINI, RELEASE_MINI, SD2_MINI
+from tests.hostlib.server import (EXTENSION_NODE_DIR, find_nodes, load_api_workflow, patch, png_size,
+                                  use_models, write_png)
 
 API_FILES = {n + "_api": paths[1] for n, paths in wc.workflow_pairs().items()}
 UI_NAMES = sorted(wc.workflow_pairs())
@@ -47,8 +48,7 @@ def test_shipped_api_workflow_runs(comfy_server, tmp_path, name):
     image = comfy_server.upload_image(write_png(tmp_path / f"lr_{w}x{h}.png", w, h, seed=5),
                                       name=f"workflows_{name}_{w}x{h}.png")
     patch(prompt, "LoadImage", image=image)
-    patch(prompt, "CheckpointLoaderSimple", ckpt_name=SD2_MINI)
-    patch(prompt, "DoSSRModelLoader", model_name=DOSSR_MINI)
+    use_models(prompt, release=RELEASE_MINI, sd=SD2_MINI, dossr=DOSSR_MINI)
     (save_id,) = patch(prompt, "SaveImage", filename_prefix=f"workflows_{name}")
     (encode_id,) = find_nodes(prompt, "DoSSRLREncode")
     scale = prompt[encode_id]["inputs"]["scale"]

@@ -689,6 +689,37 @@ def find_nodes(prompt: dict, key: str) -> list[str]:
             if node.get("class_type") == key or (node.get("_meta") or {}).get("title") == key]
 
 
+def two_files(prompt: dict, sd: str, dossr: str) -> dict:
+    """*prompt* (in place) with each DoSSRCheckpointLoader split into the two-file pair: a
+    CheckpointLoaderSimple reading *sd* under the same id (MODEL, CLIP, VAE keep their slots)
+    and a DoSSRModelLoader ``<id>_dossr`` reading *dossr* (DOSSR_MODEL, UPSCALE_MODEL)."""
+    for nid in find_nodes(prompt, "DoSSRCheckpointLoader"):
+        dtype = prompt[nid]["inputs"].get("dtype", "auto")
+        prompt[nid] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": sd}}
+        prompt[f"{nid}_dossr"] = {"class_type": "DoSSRModelLoader",
+                                  "inputs": {"model_name": dossr, "dtype": dtype}}
+        for node in prompt.values():
+            for name, value in node["inputs"].items():
+                if is_link(value) and value[0] == nid and value[1] >= 3:
+                    node["inputs"][name] = [f"{nid}_dossr", value[1] - 3]
+    return prompt
+
+
+def use_models(prompt: dict, *, release: str, sd: str, dossr: str) -> dict:
+    """Point every model loader of *prompt* at test files: *release* for DoSSRCheckpointLoader,
+    *sd* / *dossr* for the two-file pair (in place)."""
+    for class_type, key, value in (("DoSSRCheckpointLoader", "ckpt_name", release),
+                                   ("CheckpointLoaderSimple", "ckpt_name", sd),
+                                   ("DoSSRModelLoader", "model_name", dossr)):
+        for nid in find_nodes(prompt, class_type):
+            prompt[nid]["inputs"][key] = value
+    return prompt
+
+
+def is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
 def patch(prompt: dict, key: str, **inputs) -> list[str]:
     """Set *inputs* on every node whose class_type or ``_meta.title`` is *key* (in place);
     KeyError if none matches. Returns the patched node ids."""
