@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import DOSSR_MINI, RELEASE_MINI, SD2_MINI
+from tests.host.conftest import RELEASE_MINI
 from tests.hostlib.server import png_size, write_png
 
 REPO = Path(__file__).resolve().parents[2]
