@@ -58,11 +58,13 @@ def lr_image(tmp_path) -> Path:
     return write_png(tmp_path / "lr_16.png", 16, 16, seed=5)
 
 
-def client_env() -> dict:
-    """The host's environment (import-only stand-ins where needed), and a default address
-    where nothing listens: 8188 may be another test's server on this machine."""
+def client_env(temp_dir: Path) -> dict:
+    """The host's environment (import-only stand-ins where needed), *temp_dir* as the temp
+    folder (where the server log goes), and a default address where nothing listens: 8188
+    may be another test's server on this machine."""
     env = server_env(sys.executable)
     env["DOSSR_CLIENT_DEFAULT_SERVER"] = f"http://127.0.0.1:{free_port()}"
+    env["TMPDIR"] = str(temp_dir)
     return env
 
 
@@ -71,10 +73,13 @@ def terminal_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_client(client: Path, *args, cwd) -> subprocess.Popen:
+def start_client(client: Path, *args, cwd: Path) -> subprocess.Popen:
+    """The client run with the host's Python from *cwd*; temp files in *cwd*/temp."""
+    temp_dir = cwd / "temp"
+    temp_dir.mkdir(exist_ok=True)
     return subprocess.Popen([sys.executable, str(client), *map(str, args)], cwd=str(cwd),
-                            env=client_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=terminal_ctrl_c)
+                            env=client_env(temp_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=terminal_ctrl_c)
 
 
 def finish(proc: subprocess.Popen, timeout=600) -> tuple[str, str]:
@@ -137,9 +142,9 @@ def test_starts_the_tree_it_sits_in_and_stops_it(comfy_copy, tmp_path, lr_image,
     (path,) = [Path(line) for line in stdout.splitlines() if line.strip()]
     assert path.parent == out and png_size(path) == (32, 32)
     assert re.search(r"ComfyUI is ready after \d+\.\d s", err), err
-    log = re.search(r"its log: (\S+\.log)", err).group(1)
-    assert Path(log).parent == Path(os.environ.get("TMPDIR", "/tmp")).resolve() or Path(log).exists()
-    assert "Starting server" in Path(log).read_text(errors="replace")
+    log = Path(re.search(r"its log: (\S+\.log)", err).group(1))
+    assert log.parent == tmp_path / "temp"  # the temp folder, kept after the run
+    assert "Starting server" in log.read_text(errors="replace")
     assert "stopped the ComfyUI this client started" in err
     assert "Traceback" not in err
     assert_nothing_left(comfy_copy, err)
