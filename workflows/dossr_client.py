@@ -475,7 +475,7 @@ def run_job(args, batch, *, owns_server: bool = False) -> int:
               file=sys.stderr)
         return 130
     for path in paths:
-        print(path)
+        print(path, flush=True)  # as soon as known, also into a pipe
     return 0
 
 
@@ -502,7 +502,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: cancelled (the ComfyUI this client started is stopped)", file=sys.stderr)
+        print("error: cancelled; no ComfyUI started by this client is left running", file=sys.stderr)
         return 130
 
 
