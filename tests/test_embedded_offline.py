@@ -282,9 +282,8 @@ def test_running_starts_waits_and_stops(tmp_path, temp_dir, no_torch_probe):
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_running_stops_the_server_when_the_job_fails(tmp_path, no_torch_probe, exc):
     tree = make_tree(tmp_path / "ComfyUI")
-    with pytest.raises(exc):
-        with embedded.running(tree, log=lambda m: None) as url:
-            raise exc()
+    with pytest.raises(exc), embedded.running(tree, log=lambda m: None) as url:
+        raise exc()
     assert not embedded.answers(url)
 
 

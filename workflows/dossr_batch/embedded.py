@@ -139,8 +139,9 @@ def needs_cpu_flag(python: str = sys.executable, env: dict | None = None,
     (without --cpu such a host dies at start-up). Asked in a subprocess: the client itself
     never imports torch."""
     try:
-        r = subprocess.run([python, "-c", TORCH_PROBE], env=env or server_env(), cwd=tempfile.gettempdir(),
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([python, "-c", TORCH_PROBE], env=env or server_env(), check=False,
+                           cwd=tempfile.gettempdir(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise EmbeddedError(f"cannot ask {python} which devices torch sees: {e}") from None
     answer = [line for line in r.stdout.splitlines() if line.startswith("DOSSR_ACCELERATOR=")]
@@ -192,7 +193,7 @@ def _child_setup(parent_pid: int):
         try:
             import ctypes
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except Exception:
+        except (OSError, AttributeError):  # no libc symbol table / no prctl: best effort
             pass
         if os.getppid() != parent_pid:
             os._exit(1)
