@@ -13,6 +13,11 @@ nodes and the seed
 (GET /history/<id>) and downloads every saved image (GET /view) into --output-dir, printing
 the paths. Any failure prints one clear message and exits with status 2.
 
+Without --server, when nothing answers at http://127.0.0.1:8188 and this script sits in a
+ComfyUI tree (ComfyUI/custom_nodes/<pack>/workflows/), it starts that ComfyUI itself on a free
+loopback port, runs the job and stops it again (--comfyui DIR names the tree; --keep-server
+leaves it running). See dossr_batch/embedded.py.
+
 Standard library only; works with any ComfyUI that has the DoSSR nodes installed. Export your
 own workflow for it from the ComfyUI menu with "Export (API)".
 """
@@ -37,6 +42,9 @@ import uuid
 from pathlib import Path
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
+#: Overrides DEFAULT_SERVER, the address probed before starting ComfyUI (for tests: 8188 may
+#: belong to someone else's server).
+DEFAULT_SERVER_ENV = "DOSSR_CLIENT_DEFAULT_SERVER"
 DEFAULT_WORKFLOW = Path(__file__).resolve().parent / "dossr_x4_api.json"
 SEED_INPUTS = ("seed", "noise_seed")
 #: Which node input each model option sets: (class_type, input name) pairs.
@@ -100,7 +108,10 @@ def _unreachable(server: str, reason) -> ServerUnreachable:
         why = str(reason)
     return ServerUnreachable(
         f"cannot reach ComfyUI at {server} ({why}): start it with "
-        f"`python main.py --listen 127.0.0.1 --port 8188` or pass --server")
+        f"`python main.py --listen 127.0.0.1 --port 8188` or pass --server URL of a running one. "
+        f"Without --server this client starts ComfyUI itself when nothing answers at "
+        f"{DEFAULT_SERVER}: the ComfyUI it sits in (ComfyUI/custom_nodes/<pack>/workflows/), "
+        f"or the one --comfyui DIR names")
 
 
 def http(server: str, method: str, path: str, body: bytes | None = None,
@@ -479,19 +490,39 @@ def _api():
     return types.SimpleNamespace(**globals())
 
 
+def _embedded():
+    """dossr_batch/embedded.py: start and stop the ComfyUI this script sits in."""
+    _batch_cli()  # puts the package on sys.path
+    from dossr_batch import embedded
+    return embedded
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     batch = _batch_cli()
+    embedded = _embedded()
     p = argparse.ArgumentParser(
         prog="dossr_client.py",
-        description="Upscale images with a DoSSR workflow on running ComfyUI servers. One image "
+        description="Upscale images with a DoSSR workflow on ComfyUI servers (started here when "
+                    "none runs and this script sits in a ComfyUI tree). One image "
                     "file: the result keeps the workflow's name (e.g. DoSSR_x4_00001_.png). Several "
                     "inputs, folders or patterns: a batch, each result named after its input "
                     "(photo.jpg -> photo_x4.png), skipping results that exist.")
     p.add_argument("image", help="an image file, a folder or a glob pattern ('scans/*.tif')")
     p.add_argument("more", nargs="*", metavar="image", help="more inputs")
+    default_server = os.environ.get(DEFAULT_SERVER_ENV) or DEFAULT_SERVER
     p.add_argument("--server", action="append", metavar="URL",
                    help=f"ComfyUI URL (default {DEFAULT_SERVER}); repeat it or give a comma "
-                        "list to spread a batch over several servers")
+                        "list to spread a batch over several servers. With it nothing is started")
+    e = p.add_argument_group("starting ComfyUI (without --server, when nothing answers at "
+                             f"{DEFAULT_SERVER})")
+    e.add_argument("--comfyui", metavar="DIR",
+                   help="start the ComfyUI in DIR (default: the tree this script sits in, "
+                        "ComfyUI/custom_nodes/<pack>/workflows/)")
+    e.add_argument("--keep-server", action="store_true",
+                   help="leave the started ComfyUI running and print its address for --server")
+    e.add_argument("--start-timeout", type=float, default=embedded.DEFAULT_START_TIMEOUT,
+                   metavar="SECONDS",
+                   help=f"how long to wait for it to answer (default {embedded.DEFAULT_START_TIMEOUT:g})")
     p.add_argument("--workflow", default=str(DEFAULT_WORKFLOW),
                    help="API-format workflow JSON (default: dossr_x4_api.json next to this script)")
     p.add_argument("--sd-checkpoint", help="ckpt_name for the CheckpointLoaderSimple node(s) "
@@ -510,32 +541,71 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--timeout must be positive")
     if args.server_wait < 0:
         p.error("--server-wait must not be negative")
-    args.servers = batch.split_servers(args.server, DEFAULT_SERVER, normalise_server)
+    if args.start_timeout <= 0:
+        p.error("--start-timeout must be positive")
+    args.server_given = bool(args.server)
+    if args.server_given and (args.comfyui or args.keep_server):
+        p.error(f"{'--comfyui' if args.comfyui else '--keep-server'} is for a ComfyUI this client "
+                "starts, and --server uses a running one: give one or the other")
+    args.servers = batch.split_servers(args.server, default_server, normalise_server)
     if not args.servers:
         p.error("--server needs a URL")
     args.server = args.servers[0]
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    batch = _batch_cli()
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_job(args, batch, *, owns_server: bool = False) -> int:
+    """The single image or the batch of *args* on ``args.servers``; the exit status.
+    *owns_server*: the server is stopped afterwards, so a cancelled prompt ends with it."""
     if batch.wants_batch(args):
         return batch.run(args, _api())
     try:
         workflow = batch.knobs.apply(load_workflow(args.workflow), **batch.workflow_settings(args))
         paths = run_workflow(args.server, workflow, args.image, sd_checkpoint=args.sd_checkpoint,
                              dossr_model=args.dossr_model, seed=args.seed, output_dir=args.output_dir,
-                             timeout=args.timeout, log=lambda m: print(m, file=sys.stderr))
+                             timeout=args.timeout, log=_say)
     except (ClientError, batch.knobs.KnobError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: cancelled (the prompt may still be running on the server)", file=sys.stderr)
+        print("error: cancelled" + ("" if owns_server else
+                                    " (the prompt may still be running on the server)"),
+              file=sys.stderr)
         return 130
     for path in paths:
-        print(path)
+        print(path, flush=True)  # as soon as known, also into a pipe
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    batch = _batch_cli()
+    embedded = _embedded()
+    try:
+        tree, why = embedded.choose_tree(server_given=args.server_given, comfyui=args.comfyui,
+                                         default_server=args.server, client_file=__file__)
+    except embedded.EmbeddedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if tree is None:
+        if args.keep_server:
+            _say(f"note: --keep-server ignored: {why}, so this client starts no server")
+        return run_job(args, batch)
+    try:
+        with embedded.running(tree, keep=args.keep_server, start_timeout=args.start_timeout,
+                              log=_say, why=why) as url:
+            args.servers, args.server = [url], url
+            return run_job(args, batch, owns_server=not args.keep_server)
+    except embedded.EmbeddedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: cancelled; no ComfyUI started by this client is left running", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

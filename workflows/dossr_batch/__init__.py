@@ -9,6 +9,8 @@ Standard library only, like the client. One module per job:
 * :mod:`.report` - per-image results, the final summary and the JSON report.
 * :mod:`.scheduler` - hands images to idle servers, retries, cancels on Ctrl-C.
 * :mod:`.cli` - the batch options and the run itself.
+* :mod:`.embedded` - starts (and stops) the ComfyUI the client sits in when no server runs;
+  used by single-image runs too.
 
 The HTTP calls (upload, queue, history, view) are the client's own; they are passed in as
 the ``api`` module so that the script and its batch mode share one implementation.
