@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import DOSSR_MINI, SD2_MINI
+from tests.host.conftest import RELEASE_MINI
 from tests.hostlib.comfy_copy import client_in, main_py_processes, make_comfy_copy
 from tests.hostlib.server import free_port, host_version, png_size, server_env, write_png
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = ("--sd-checkpoint", SD2_MINI, "--dossr-model", DOSSR_MINI)
+MODELS = ("--dossr-model", RELEASE_MINI)
 SCALE_WORKFLOW = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
     "2": {"class_type": "ImageScaleBy", "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact",
@@ -40,10 +40,10 @@ STARTED_AT = re.compile(r"starting ComfyUI from (\S+) at (http://127\.0\.0\.1:(\
 
 
 @pytest.fixture(scope="module")
-def comfy_copy(comfyui_path, tmp_path_factory, sd2_mini_ckpt, dossr_mini_ckpt) -> Path:
+def comfy_copy(comfyui_path, tmp_path_factory, release_mini_ckpt) -> Path:
+    """A user's ComfyUI with one model file: the DoSSR release file (SD 2.1-base inside)."""
     return make_comfy_copy(comfyui_path, tmp_path_factory.mktemp("user") / "ComfyUI",
-                           models={"checkpoints": {SD2_MINI: sd2_mini_ckpt},
-                                   "dossr": {DOSSR_MINI: dossr_mini_ckpt}})
+                           models={"dossr": {RELEASE_MINI: release_mini_ckpt}})
 
 
 @pytest.fixture
