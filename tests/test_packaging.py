@@ -138,6 +138,8 @@ def _workflow_models() -> tuple[set[str], set[str], set[str]]:
                 sd.add(node["inputs"]["ckpt_name"])
             elif node["class_type"] == "DoSSRModelLoader":
                 dossr.add(node["inputs"]["model_name"])
+            elif node["class_type"] == "DoSSRCheckpointLoader":
+                dossr.add(node["inputs"]["ckpt_name"])
         for node in json.loads((REPO / "workflows" / f"{name}.json").read_text())["nodes"]:
             if node["type"] != "CheckpointLoaderSimple":
                 continue
@@ -364,8 +366,9 @@ def test_no_user_facing_text_links_the_removed_sd_repository():
             mentions += 1
             if path.suffix != ".toml":
                 assert SD_BYTES in text, f"{path.relative_to(REPO)} gives the mirror without the size"
-    # README, pyproject, the backbone check's message and the six UI workflows (notes + models)
-    assert mentions == 1 + 1 + 1 + 6
+    # README, pyproject, the backbone check's message and the two-file UI workflow (notes +
+    # models) in workflows/ and example_workflows/; the one-file workflows name no SD file
+    assert mentions == 1 + 1 + 1 + 2
 
 
 def test_pyproject_declares_the_supported_host_range():
@@ -392,17 +395,22 @@ def test_model_table_matches_the_workflows():
     assert f"{SD_BYTES} bytes" in sd_row and "models/checkpoints/" in sd_row
     assert "community mirror of Stability AI's file" in sd_row
     for name in sorted(dossr_names):
-        (row,) = [r for r in rows if f"`{name}`" in r]
+        (row,) = [r for r in rows if r.startswith(f"| `{name}`")]
         assert f"({DOSSR_REPO})" in row and f"({DOSSR_DRIVE})" in row, row
         assert "about 5 GB" in row and "models/dossr/" in row, row
-    (converted,) = [r for r in rows if "fp16.safetensors`" in r]
-    assert "0.83 GB" in converted and "models/dossr/" in converted
+    (small,) = [r for r in rows if "`dossr_default_fp16.safetensors`" in r]
+    assert "0.83 GB" in small and "models/dossr/" in small and "two-file" in small
+    (full,) = [r for r in rows if "`dossr_default_full_fp16.safetensors`" in r]
+    assert "--with-backbone" in full and "models/dossr/" in full
     assert "python -m dossr_core.convert" in text
+    for name in sorted(dossr_names):   # the one file needs no SD download
+        (row,) = [r for r in rows if r.startswith(f"| `{name}`")]
+        assert "Stable Diffusion 2.1-base included" in row or "the whole model" in row, row
 
 
 def test_thumbnails_are_small_jpegs_shown_in_the_readme():
     names = ui_workflow_names()
-    assert names == ["dossr_onestep", "dossr_x4", "dossr_x4_tiled"]
+    assert names == ["dossr_onestep", "dossr_x4", "dossr_x4_sd21", "dossr_x4_tiled"]
     for name in names:
         path = REPO / "example_workflows" / f"{name}.jpg"
         data = path.read_bytes()

@@ -461,10 +461,14 @@ def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None
     client_id = uuid.uuid4().hex
     watch = StallWatch(server, timeout)
     stop_listening = listen_for_progress(server, client_id, watch)
+    prompt_id = str(uuid.uuid4())   # ours from the start, so Ctrl-C can always name it
     try:
-        prompt_id = queue_prompt(server, prompt, client_id)
+        queue_prompt(server, prompt, client_id, prompt_id)
         log(f"queued prompt {prompt_id}")
         entry = wait_for(server, prompt_id, timeout, poll, watch)
+    except KeyboardInterrupt:
+        _cancel(server, prompt_id)   # Ctrl-C: take our prompt off the server, as a batch does
+        raise
     finally:
         stop_listening()
     paths = download_images(server, entry, output_dir)
@@ -572,9 +576,7 @@ def run_job(args, batch, *, owns_server: bool = False) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: cancelled" + ("" if owns_server else
-                                    " (the prompt may still be running on the server)"),
-              file=sys.stderr)
+        print("error: cancelled; the prompt was removed from the server", file=sys.stderr)
         return 130
     for path in paths:
         print(path, flush=True)  # as soon as known, also into a pipe

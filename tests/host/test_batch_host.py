@@ -197,3 +197,26 @@ def test_ctrl_c_cancels_only_this_clients_prompts(comfy_server, tmp_path):
     assert comfy_server.status_str(comfy_server.wait(foreign, timeout=300)) == "success"
     assert comfy_server.execution_interrupted(comfy_server.wait(ours, timeout=60)) is not None
     assert not out.exists() or not list(out.glob("*.png"))
+
+
+def test_ctrl_c_cancels_a_single_image_prompt(comfy_server, tmp_path):
+    """One image (no batch): Ctrl-C takes this client's prompt off the server too."""
+    image = tmp_path / "one.png"
+    write_png(image, 16, 16, seed=3)
+    proc = subprocess.Popen(client_cmd(image, "--server", comfy_server.url, *MODELS, "--steps", 100,
+                                       "--output-dir", tmp_path / "out"),
+                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=terminal_ctrl_c)
+    try:
+        deadline = time.monotonic() + 120
+        while not comfy_server.queue()["queue_running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (ours,) = [item[1] for item in comfy_server.queue()["queue_running"]]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "removed from the server" in err and "Traceback" not in err
+    assert comfy_server.execution_interrupted(comfy_server.wait(ours, timeout=60)) is not None
