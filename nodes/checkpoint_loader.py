@@ -18,11 +18,10 @@ from ..dossr_core.checkpoint import CheckpointError, dossr_from_tensors
 from ..dossr_core.release import read_release
 from .backbone import check_backbone
 from .host_compat import schema
-from .io_types import DoSSRModel
 from .menu import CATEGORY, search_aliases
-from .model import (DTYPES, DoSSRModelHandle, _validate_model_name, auto_dtype, find_model_file,
-                    missing_file_message, model_files, upscale_model_from)
-from .validation import HOST_CHECKS_COMBOS, check_choices
+from .model import (DTYPES, DoSSRModelHandle, _validate_model_name, check_file_and_dtype,
+                    dossr_outputs, file_and_dtype, model_files, upscale_model_from)
+from .validation import HOST_CHECKS_COMBOS
 
 
 def backbone_from_tensors(path: str, backbone: dict):
@@ -88,25 +87,17 @@ class DoSSRCheckpointLoader(io.ComfyNode):
                                tooltip="The text encoder from the file, for the prompt nodes."),
                 io.Vae.Output("vae", display_name="VAE",
                               tooltip="The VAE from the file, for DoSSR LR Encode and VAE Decode."),
-                DoSSRModel.Output("dossr_model", display_name="dossr_model",
-                                  tooltip="Feed to DoSSR LR Encode and the sampler."),
-                io.UpscaleModel.Output("upscale_model", display_name="upscale_model",
-                                       tooltip="The RRDBNet x4 preprocessor, usable with the host's "
-                                               "'Upscale Image (using Model)' node."),
+                *dossr_outputs(),
             ],
         )
 
     @classmethod
     def validate_inputs(cls, ckpt_name, dtype):
-        found = _validate_ckpt_name(cls, ckpt_name)
-        return check_choices(dtype=(dtype, ["auto", *DTYPES])) if found is True else found
+        return check_file_and_dtype(ckpt_name, dtype)
 
     @classmethod
     def execute(cls, ckpt_name, dtype) -> io.NodeOutput:
-        path = find_model_file(ckpt_name)
-        if path is None:
-            raise FileNotFoundError(missing_file_message(ckpt_name))
-        model, clip, vae, handle = load_release(path, auto_dtype() if dtype == "auto" else DTYPES[dtype])
+        model, clip, vae, handle = load_release(*file_and_dtype(ckpt_name, dtype))
         return io.NodeOutput(model, clip, vae, handle, upscale_model_from(handle))
 
 

@@ -58,9 +58,10 @@ RELEASE = "https://drive.google.com/drive/folders/1BTGRbAqXDSNWjyUnTLgDfmjd2xyu8
 def missing_file_message(name: str) -> str:
     searched = [p for folder in SEARCHED for p in folder_paths.get_folder_paths(folder)]
     return (f"DoSSR model file '{name}' was not found. Searched: {', '.join(searched)}. Put "
-            f"dossr_default.ckpt (or its converted .safetensors) into {searched[0]} and press "
-            f"'Refresh' in the editor. The authors' Google Drive folder is the only source "
-            f"({RELEASE}); any copy of the .ckpt works.")
+            f"dossr_default.ckpt (or its converted .safetensors) into {searched[0]} and refresh "
+            f"the editor (press R). To fetch and check it, run `python -m dossr_core.fetch default` "
+            f"in the pack's folder; the authors' Google Drive folder is the only source "
+            f"({RELEASE}), and any copy of the .ckpt works.")
 
 
 class DoSSRModelHandle:
@@ -159,32 +160,49 @@ class DoSSRModelLoader(io.ComfyNode):
                                        "needs half the memory; choose fp32 if the result comes out "
                                        "black or broken."),
             ],
-            outputs=[
-                DoSSRModel.Output("dossr_model", display_name="dossr_model",
-                                  tooltip="The DoSSR upscaler: connect to DoSSR LR Encode and to "
-                                          "DoSSR Sampler (or DoSSR Apply ControlNet)."),
-                io.UpscaleModel.Output("upscale_model", display_name="upscale_model",
-                                       tooltip="DoSSR's x4 image restorer on its own, for ComfyUI's "
-                                               "'Upscale Image (using Model)' node: a quick upscale "
-                                               "without the diffusion steps."),
-            ],
+            outputs=dossr_outputs(),
         )
 
     @classmethod
     def validate_inputs(cls, model_name, dtype):
-        found = _validate_model_name(cls, model_name)
-        return check_choices(dtype=(dtype, ["auto", *DTYPES])) if found is True else found
+        return check_file_and_dtype(model_name, dtype)
 
     @classmethod
     def execute(cls, model_name, dtype) -> io.NodeOutput:
-        path = find_model_file(model_name)
-        if path is None:
-            raise FileNotFoundError(missing_file_message(model_name))
+        path, torch_dtype = file_and_dtype(model_name, dtype)
         try:
-            handle = DoSSRModelHandle(path, auto_dtype() if dtype == "auto" else DTYPES[dtype])
+            handle = DoSSRModelHandle(path, torch_dtype)
         except CheckpointError as err:
             raise ValueError(f"DoSSR: {err}") from None
         return io.NodeOutput(handle, upscale_model_from(handle))
+
+
+def dossr_outputs() -> list:
+    """The DOSSR_MODEL and UPSCALE_MODEL outputs both DoSSR loaders give."""
+    return [
+        DoSSRModel.Output("dossr_model", display_name="dossr_model",
+                          tooltip="The DoSSR upscaler: connect to DoSSR LR Encode and to "
+                                  "DoSSR Sampler (or DoSSR Apply ControlNet)."),
+        io.UpscaleModel.Output("upscale_model", display_name="upscale_model",
+                               tooltip="DoSSR's x4 image restorer on its own, for ComfyUI's "
+                                       "'Upscale Image (using Model)' node: a quick upscale "
+                                       "without the diffusion steps."),
+    ]
+
+
+def file_and_dtype(name: str, dtype: str):
+    """The path of model file *name* and the torch dtype *dtype* asks for; FileNotFoundError
+    saying where the file should go."""
+    path = find_model_file(name)
+    if path is None:
+        raise FileNotFoundError(missing_file_message(name))
+    return path, auto_dtype() if dtype == "auto" else DTYPES[dtype]
+
+
+def check_file_and_dtype(name: str, dtype: str):
+    """Validation of a loader's file and dtype inputs: True or one message."""
+    found = _validate_model_name(None, name)
+    return check_choices(dtype=(dtype, ["auto", *DTYPES])) if found is True else found
 
 
 def _validate_model_name(cls, model_name):
