@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.host.conftest import DOSSR_MINI, SD2_MINI
-from tests.host.dossr_prompts import dossr_prompt, one_file
-from tests.host.test_nodes_host import execution_error, read_latent
+from tests.host.dossr_prompts import dossr_prompt, one_file, upscale_with_loader_prompt
+from tests.host.test_nodes_host import execution_error, pixels, read_latent
 from tests.hostlib.server import write_png
 from tests.fake_dossr import dossr_state_dict, sd_extras
 from tests.training_ckpt import HOSTILE, write_hostile_ckpt
@@ -88,3 +88,23 @@ def test_hostile_release_is_refused_and_its_payload_never_runs(server, image, ad
     assert "refused" in msg and "nothing in it was run" in msg and kind.split(".")[-1] in msg
     assert "\x1b" not in msg
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("form", ["state_dict", "wrapped", "legacy_state_dict", "training",
+                                  "legacy_training", "safetensors"])
+def test_every_checkpoint_form_loads_in_the_dossr_model_loader(server, add_model, tmp_path, model_cache, form):
+    """Each form torch.save and Lightning write (tests/test_safe_load.py's list) loads through
+    the node inside the host; its RRDBNet upscales exactly as the safetensors file's does."""
+    from safetensors.torch import load_file
+
+    from tests.test_safe_load import _write
+
+    tensors = load_file(str(model_cache.dossr_checkpoint("mini")))
+    name = f"form_{form}.{'safetensors' if form == 'safetensors' else 'ckpt'}"
+    _write(form, tmp_path / name, tensors)
+    add_model("dossr", name, tmp_path / name)
+    image = server.upload_image(write_png(tmp_path / "lr.png", 8, 8, seed=4), name="forms_8.png")
+    got = server.run(upscale_with_loader_prompt(image, f"form_{form}", dossr=name), timeout=600)
+    want = server.run(upscale_with_loader_prompt(image, "form_reference", dossr=DOSSR_MINI), timeout=600)
+    (a,), (b,) = server.output_images(got), server.output_images(want)
+    assert pixels(a).tobytes() == pixels(b).tobytes()
