@@ -360,12 +360,12 @@ time.sleep(600)
 
 @linux_only
 @pytest.mark.parametrize("die", [True, False])
-def test_a_killed_client_takes_its_server_along_unless_kept(tmp_path, die):
+def test_a_killed_client_takes_its_server_along_unless_kept(tmp_path, temp_dir, die):
     tree = make_tree(tmp_path / "ComfyUI")
     port = closed_port()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(
         workflows=str(REPO / "workflows"), tree=str(tree), port=port, die=die)],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(temp_dir)))
     pid = int(holder.stdout.readline())
     try:
         deadline = time.monotonic() + 20
