@@ -34,7 +34,8 @@ def write_safetensors(path: str, tensors: dict, dtype: torch.dtype, metadata: di
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for name in names:
-            t = tensors.pop(name).to(kept[name]).contiguous()
+            # flattened first: a 0-dim tensor (SD 2.1's logit_scale) cannot be viewed as bytes
+            t = tensors.pop(name).to(kept[name]).contiguous().reshape(-1)
             f.write(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
             del t
         f.flush()
