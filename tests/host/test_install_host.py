@@ -34,6 +34,7 @@ commands) and every card must show its ``example_workflows/<name>.jpg``.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import re
@@ -215,16 +216,15 @@ def machine(comfyui_path, tmp_path_factory, release_mini_ckpt):
     home = tmp_path_factory.mktemp("readme_user")
     source = snapshot_repository(tmp_path_factory.mktemp("readme_source") / "repo")
     make_comfy_copy(comfyui_path, home / "ComfyUI", pack=False)
-    release_file = release_mini_ckpt
-    manifests = mini_manifests(release_file, tmp_path_factory.mktemp("mini_manifests"))
+    manifests = mini_manifests(release_mini_ckpt, tmp_path_factory.mktemp("mini_manifests"))
     with LoopbackServer() as release:
-        release.files[RELEASE_PATH] = str(release_file)
+        release.files[RELEASE_PATH] = str(release_mini_ckpt)
         m = Machine(home, source, release, shell_env(home, manifests), manifests)
         assert not m.pack.exists() and not any((m.comfy / "models").iterdir())
         m.install, seconds = m.run(m.command("install"))
         assert m.install.returncode == 0, f"the README's install command failed: {_describe(m.install)}"
         MEASURED.update(install_s=round(seconds, 1), install_bytes_downloaded=release.bytes_sent,
-                        model_file_bytes=release_file.stat().st_size)
+                        model_file_bytes=release_mini_ckpt.stat().st_size)
         try:
             yield m
         finally:   # the model files are big: leave no copies in the temp folders
@@ -252,14 +252,13 @@ def test_install_command_clones_the_pack_and_finds_its_requirements(machine):
 
 
 def test_install_command_fetches_the_model_file_into_the_tree(machine, release_mini_ckpt):
-    release_file = release_mini_ckpt
     url = machine.release.url(RELEASE_PATH)
     assert machine.model.is_file() and not machine.model.is_symlink()
-    assert machine.model.read_bytes() == release_file.read_bytes()
+    assert filecmp.cmp(machine.model, release_mini_ckpt, shallow=False)   # byte for byte
     assert os.listdir(machine.model.parent) == [machine.model.name]   # no partial file left
     # one download of the whole file, no second request, nothing beyond the file's bytes
     assert machine.release.requests == [(RELEASE_PATH, None)]
-    assert MEASURED["install_bytes_downloaded"] == release_file.stat().st_size
+    assert MEASURED["install_bytes_downloaded"] == release_mini_ckpt.stat().st_size
     assert machine.install.stderr.count(f"fetching dossr_default.ckpt from {url}") == 1
     assert re.search(rf"installed {re.escape(str(machine.model))} \(all \d+ DoSSR tensors and the "
                      r"complete SD 2.1-base: serves the one-file", machine.install.stdout), \
