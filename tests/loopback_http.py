@@ -1,7 +1,7 @@
 """A file server on 127.0.0.1 for download tests, misbehaving on request.
 
-``LoopbackServer`` serves ``files`` (URL path -> bytes or a file path) and
-records every request's Range header. Per path it can cut the connection after
+``LoopbackServer`` serves ``files`` (URL path -> bytes or a file path),
+records every request's Range header and counts the body bytes it sent (``bytes_sent``). Per path it can cut the connection after
 N bytes (``cut_after[path] = [N, ...]``, one entry per request, consumed in
 order), ignore Range requests, or answer with an HTML page instead.
 """
@@ -23,6 +23,8 @@ class LoopbackServer:
         self.cut_after = {}        # "/name" -> [bytes to send before closing, ...]
         self.ignore_range = set()  # paths served whole even when a Range is asked for
         self.requests = []         # (path, Range header or None) in arrival order
+        self.bytes_sent = 0        # bytes of `files` sent (bodies), all requests together
+        self._count_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -95,11 +97,16 @@ class LoopbackServer:
                 if limit is not None:
                     self.close_connection = True
 
+            def _write(self, block):
+                self.wfile.write(block)
+                with srv._count_lock:
+                    srv.bytes_sent += len(block)
+
             def _send(self, data, start, end, limit):
                 if limit is not None:
                     end = min(end, start + limit)
                 if isinstance(data, bytes):
-                    self.wfile.write(data[start:end])
+                    self._write(data[start:end])
                     return
                 with open(data, "rb") as f:
                     f.seek(start)
@@ -108,7 +115,7 @@ class LoopbackServer:
                         block = f.read(min(left, 1 << 20))
                         if not block:
                             break
-                        self.wfile.write(block)
+                        self._write(block)
                         left -= len(block)
 
         return Handler

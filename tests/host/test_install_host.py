@@ -1,10 +1,10 @@
-"""The README's user commands, run as written, against a real ComfyUI server.
+"""The README's two-command quick start, run as a user runs it, on a fresh copy of a ComfyUI tree.
 
-A temporary folder plays the user's machine: it holds ``ComfyUI/`` (the server's
-``--base-directory``: ``custom_nodes/``, ``models/``, ``input/``, ``output/``, ``user/``) and
-is the working directory of every command. The commands are read from README.md (the code
-blocks marked ``<!-- command: NAME -->``, see tests/test_packaging.py) and run by bash as they
-are, with these substitutions only:
+A temporary folder plays the user's machine: it holds ``ComfyUI/``, a copy of the host tree
+(tests/hostlib/comfy_copy.py) with empty ``custom_nodes/`` and ``models/``, and is the working
+directory of every command. The commands are read from README.md (the code blocks marked
+``<!-- command: NAME -->``, see tests/test_packaging.py) and run by bash as they are, with these
+substitutions only:
 
 * ``<repository-url>`` (the placeholder of the clone command) becomes a local git repository
   whose one commit is this working tree (tracked and new files, as ``git ls-files`` lists
@@ -12,22 +12,29 @@ are, with these substitutions only:
 * ``python`` is a shell function calling the interpreter that runs the tests; for
   ``python -m pip install`` it adds ``--dry-run --no-index``, so the requirements are
   checked against this environment and nothing in it changes;
-* the upscale command gets ``--server URL`` appended only when port 8188 (ComfyUI's and the
-  client's default) is taken on this machine.
+* the install's ``python -m dossr_core.fetch default`` gets ``--from`` a loopback HTTP server
+  that serves the mini release file (fixture ``release_mini_ckpt``: SD 2.1-base and DoSSR
+  tensors of reduced size in the authors' training-checkpoint form), and the fetch checks it
+  against manifests made from that file (``DOSSR_FETCH_MANIFESTS``; every tensor name in them
+  is one of the real release's);
+* the run command stays as written (no ``--server``); ``DOSSR_CLIENT_DEFAULT_SERVER`` points
+  the client's "is a ComfyUI running?" probe at a free port instead of 8188, which other tests
+  on this machine may hold, so the client starts the ComfyUI it sits in, as for a user with no
+  ComfyUI running.
 
-Models: random-weight fakes under the real file names of the shipped x4 workflow (the SD2
-"mini" checkpoint as ``v2-1_512-ema-pruned.safetensors``; a released-style DoSSR ``.ckpt``
-(``state_dict`` wrapper, SD extras) as ``dossr_default.ckpt``), so the upscale command needs no
-model options, exactly as for a user with the real files.
+The time of each command and the bytes the loopback server sent are printed and written to
+``tests/out/quickstart.json`` (one entry per host version).
 
 With Chromium and playwright (see tests/host/test_editor.py) the template browser of the
-installed pack is opened in the real editor and every card must show its
-``example_workflows/<name>.jpg``. ``DOSSR_WRITE_THUMBNAILS=1`` (re)renders those thumbnails
-from the editor (graph cropped, 1200 px wide, JPEG) into the repository first.
+installed pack is opened in the real editor (a server started on the user's tree after the
+commands) and every card must show its ``example_workflows/<name>.jpg``.
+``DOSSR_WRITE_THUMBNAILS=1`` (re)renders those thumbnails from the editor (graph cropped,
+1200 px wide, JPEG) into the repository first.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import re
@@ -42,12 +49,23 @@ from pathlib import Path
 import pytest
 
 from tests import test_packaging as pk
+from tests.fetch_files import write_manifests
 from tests.host import test_editor as te
 from tests.hostlib import server as hs
+from tests.hostlib.comfy_copy import main_py_processes, make_comfy_copy
+from tests.loopback_http import LoopbackServer
 
 REPO = hs.REPO
-DEFAULT_PORT = 8188
 OUT_DIR = REPO / "tests" / "out" / "editor"
+MEASURED_JSON = REPO / "tests" / "out" / "quickstart.json"
+RELEASE_PATH = "/dossr_default.ckpt"
+#: The fetch step of the install command; the test appends ``--from <loopback URL>`` to it.
+FETCH_STEP = "python -m dossr_core.fetch default"
+#: The install command's last step, a subshell in the pack folder: rerun on its own.
+FETCH_SUBSHELL = re.compile(r"\(cd [^()]*&& " + re.escape(FETCH_STEP) + r"[^()]*\)")
+STARTED_AT = re.compile(r"starting ComfyUI from (\S+) at http://127\.0\.0\.1:(\d+)")
+READY_AFTER = re.compile(r"ComfyUI is ready after (\d+(?:\.\d+)?) s")
+IMAGE_SIZE = (24, 16)
 THUMBNAIL_WIDTH = 1200
 THUMBNAIL_QUALITY = 85
 #: The editor's viewport while rendering a thumbnail: the whole graph at scale 1 fits in it.
@@ -65,15 +83,14 @@ python() {
 }
 """
 
+#: What the tests measured, by name; written to MEASURED_JSON after the run command.
+MEASURED: dict = {}
+
 
 # ----------------------------------------------------------------------------- helpers
 
-def run_shell(command: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_shell(command: str, cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
     """*command* in bash (cwd *cwd*), ``python`` meaning this interpreter (see the prelude)."""
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)   # the repo root would shadow the clone's packages
-    env.update(DOSSR_TEST_PYTHON=sys.executable, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               GIT_TERMINAL_PROMPT="0", PYTHONUNBUFFERED="1")
     return subprocess.run(["bash", "-c", SHELL_PRELUDE + command], cwd=str(cwd), env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
@@ -100,41 +117,42 @@ def snapshot_repository(dst: Path) -> Path:
     return dst
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def mini_manifests(release: Path, folder: Path) -> Path:
+    """The two fetch manifests made from the mini release file's own tensors (names and
+    shapes), after checking that every name is one the real release manifests list."""
+    from dossr_core import verify
+    from dossr_core.safe_load import checkpoint_shapes
+
+    shapes = checkpoint_shapes(str(release))
+    dossr = {k: v for k, v in shapes.items() if k.startswith(verify.DOSSR_PREFIXES)}
+    sd = {k: v for k, v in shapes.items() if k.startswith(tuple(verify.SD_PARTS))}
+    assert dossr and sd and len(dossr) + len(sd) == len(shapes), "the mini file is not release-like"
+    unknown = (set(dossr) - set(verify.release_manifest())) | (set(sd) - set(verify.sd21_manifest()))
+    assert not unknown, f"the mini release file has tensors the release lacks: {sorted(unknown)[:5]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_manifests(folder, dossr, sd)
+    return folder
 
 
-def start_server(comfyui_path: Path, base: Path) -> tuple[hs.ComfyServer, bool]:
-    """(server, on the default port). Port 8188 when it is free and this server, not some
-    other one, ends up listening there (its own log says so); any free port otherwise."""
-    if _port_free(DEFAULT_PORT):
-        try:
-            server = hs.ComfyServer.start(comfyui_path, base, port=DEFAULT_PORT)
-        except hs.ServerUnavailable:
-            server = None
-        if server is not None:
-            banner = f"To see the GUI go to: http://127.0.0.1:{DEFAULT_PORT}"
-            deadline = time.monotonic() + 60
-            while server.alive() and time.monotonic() < deadline:
-                if banner in server.log_text():
-                    return server, True
-                time.sleep(0.2)
-            server.stop()
-    return hs.ComfyServer.start(comfyui_path, base), False
+def shell_env(home: Path, manifests: Path) -> dict:
+    """The user's shell: the host's environment (PYTHONPATH without this checkout, the
+    import-only stand-ins where the host needs them), the mini manifests for the fetch, temp
+    files (the started server's log) under *home*, and the client's probe address on a free
+    port (nothing listens there, so the client starts its own ComfyUI)."""
+    env = hs.server_env(sys.executable)
+    temp = home / "tmp"
+    temp.mkdir(exist_ok=True)
+    env.update(DOSSR_TEST_PYTHON=sys.executable, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               GIT_TERMINAL_PROMPT="0", PYTHONUNBUFFERED="1", TMPDIR=str(temp),
+               DOSSR_FETCH_MANIFESTS=str(manifests),
+               DOSSR_CLIENT_DEFAULT_SERVER=f"http://127.0.0.1:{hs.free_port()}")
+    return env
 
 
-def fake_released_dossr_ckpt(model_cache) -> Path:
-    """A DoSSR ``.ckpt`` laid out like the released files (random "mini" weights), cached."""
-    from tests import fake_dossr
-
-    return model_cache.get(
-        f"dossr_mini_released-s0-{model_cache._dossr_version()}.ckpt",
-        lambda p: fake_dossr.write_ckpt(p, model_cache._dossr_tensors("mini", 0)))
+def with_loopback_fetch(command: str, url: str) -> str:
+    """*command* with ``--from URL`` after its one fetch step."""
+    assert command.count(FETCH_STEP) == 1, f"no single '{FETCH_STEP}' in: {command}"
+    return command.replace(FETCH_STEP, f"{FETCH_STEP} --from {shlex.quote(url)}")
 
 
 def output_paths(result: subprocess.CompletedProcess) -> list[Path]:
@@ -145,68 +163,74 @@ def _describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
+def port_closed(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except OSError:
+        return True
+
+
 # ----------------------------------------------------------------------------- the user's machine
 
 class Machine:
-    """The temporary user machine after the install command: paths, server, install output."""
+    """The temporary user machine after the install command: paths, the loopback release
+    server, the install's output and what it cost."""
 
-    def __init__(self, home: Path, source: Path, install: subprocess.CompletedProcess):
+    def __init__(self, home: Path, source: Path, release: LoopbackServer, env: dict, manifests: Path):
         self.home = home
         self.comfy = home / "ComfyUI"
         self.pack = self.comfy / "custom_nodes" / pk.PACK_DIR
+        self.model = self.comfy / "models" / "dossr" / "dossr_default.ckpt"
         self.source = source
-        self.install = install
-        self.server: hs.ComfyServer | None = None
-        self.on_default_port = False
+        self.release = release
+        self.env = env
+        self.manifests = manifests
+        self.install: subprocess.CompletedProcess | None = None
 
     def command(self, name: str) -> str:
+        """The README's command *name*, with this test's substitutions."""
         command = pk.readme_commands()[name]
-        if name == "run" and not self.on_default_port:
-            command += f" --server {shlex.quote(self.server.url)}"
+        if name == "install":
+            command = command.replace(pk.REPO_URL_PLACEHOLDER, shlex.quote(str(self.source)))
+        if FETCH_STEP in command:
+            command = with_loopback_fetch(command, self.release.url(RELEASE_PATH))
         return command
+
+    def run(self, command: str) -> tuple[subprocess.CompletedProcess, float]:
+        t0 = time.perf_counter()
+        result = run_shell(command, self.home, self.env)
+        return result, time.perf_counter() - t0
+
+    def server_log(self) -> str:
+        """The last lines of the newest log of a ComfyUI the client started."""
+        logs = sorted((self.home / "tmp").glob("dossr-comfyui-*.log"), key=lambda p: p.stat().st_mtime)
+        if not logs:
+            return ""
+        lines = logs[-1].read_text(errors="replace").splitlines()[-60:]
+        return f"\n--- {logs[-1]} (last lines)\n" + "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
-def machine(comfyui_path, tmp_path_factory, model_cache, sd2_mini_ckpt):
+def machine(comfyui_path, tmp_path_factory, release_mini_ckpt):
     home = tmp_path_factory.mktemp("readme_user")
     source = snapshot_repository(tmp_path_factory.mktemp("readme_source") / "repo")
-    hs.prepare_base_dir(home / "ComfyUI", custom_nodes={}, input_images={})
-
-    install = pk.readme_commands()["install"].replace(pk.REPO_URL_PLACEHOLDER,
-                                                      shlex.quote(str(source)))
-    m = Machine(home, source, run_shell(install, home))
-    assert m.install.returncode == 0, f"the README's install command failed: {_describe(m.install)}"
-
-    # the model files of the model table, under the names the shipped x4 workflow uses
-    prompt = json.loads((m.pack / "workflows" / "dossr_x4_api.json").read_text())
-    (sd_name,) = {n["inputs"]["ckpt_name"] for n in prompt.values()
-                  if n["class_type"] == "CheckpointLoaderSimple"}
-    (dossr_name,) = {n["inputs"]["model_name"] for n in prompt.values()
-                     if n["class_type"] == "DoSSRModelLoader"}
-    hs.link(sd2_mini_ckpt, m.comfy / "models" / "checkpoints" / sd_name)
-    hs.link(fake_released_dossr_ckpt(model_cache), m.comfy / "models" / "dossr" / dossr_name)
-    # the other shipped workflows' model names exist too (empty), so the editor's combos hold
-    # them; and the host's example image fills their Load Image node
-    apis = [json.loads(p.read_text()) for p in (m.pack / "workflows").glob("*_api.json")]
-    for spec in te.wc.model_placeholders(*apis):
-        path = m.comfy / "models" / spec
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-    example = comfyui_path / "input" / "example.png"
-    if example.is_file():
-        shutil.copyfile(example, m.comfy / "input" / "example.png")
-    else:
-        hs.write_png(m.comfy / "input" / "example.png", 96, 64)
-    settings = m.comfy / "user" / "default" / "comfy.settings.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({**te.FIRST_RUN_DONE, "Comfy.Minimap.Visible": False}))
-
-    m.server, m.on_default_port = start_server(comfyui_path, m.comfy)
-    try:
-        yield m
-    finally:
-        m.server.stop()
+    make_comfy_copy(comfyui_path, home / "ComfyUI", pack=False)
+    manifests = mini_manifests(release_mini_ckpt, tmp_path_factory.mktemp("mini_manifests"))
+    with LoopbackServer() as release:
+        release.files[RELEASE_PATH] = str(release_mini_ckpt)
+        m = Machine(home, source, release, shell_env(home, manifests), manifests)
+        assert not m.pack.exists() and not any((m.comfy / "models").iterdir())
+        m.install, seconds = m.run(m.command("install"))
+        assert m.install.returncode == 0, f"the README's install command failed: {_describe(m.install)}"
+        MEASURED.update(install_s=round(seconds, 1), install_bytes_downloaded=release.bytes_sent,
+                        model_file_bytes=release_mini_ckpt.stat().st_size)
+        try:
+            yield m
+        finally:   # the model files are big: leave no copies in the temp folders
+            for path in (m.comfy / "models").rglob("*"):
+                if path.is_file():
+                    path.unlink()
 
 
 # ----------------------------------------------------------------------------- install
@@ -217,21 +241,178 @@ def test_install_command_clones_the_pack_and_finds_its_requirements(machine):
     assert (_git("rev-parse", "HEAD", cwd=machine.pack).strip()
             == _git("rev-parse", "HEAD", cwd=machine.source).strip())
     assert (machine.pack / "__init__.py").is_file()
-    # the pip step ran on the clone's requirements and had nothing to install here
+    # the pip step ran on the clone's requirements and gdown, and had nothing to install here
     out = machine.install.stdout + machine.install.stderr
-    for requirement in pk.requirement_lines(machine.pack / "requirements.txt"):
-        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    names = [re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]
+             for r in pk.requirement_lines(machine.pack / "requirements.txt")]
+    assert "gdown" in shlex.split(pk.readme_commands()["install"])
+    for name in names + ["gdown"]:
         assert re.search(rf"Requirement already satisfied: {re.escape(name)}\b", out, re.I), out
     assert "Would install" not in out, out
 
 
-def test_server_loads_the_installed_pack(machine, comfyui_path):
-    info = machine.server.object_info()
+def test_install_command_fetches_the_model_file_into_the_tree(machine, release_mini_ckpt):
+    url = machine.release.url(RELEASE_PATH)
+    assert machine.model.is_file() and not machine.model.is_symlink()
+    assert filecmp.cmp(machine.model, release_mini_ckpt, shallow=False)   # byte for byte
+    assert os.listdir(machine.model.parent) == [machine.model.name]   # no partial file left
+    # one download of the whole file, no second request, nothing beyond the file's bytes
+    assert machine.release.requests == [(RELEASE_PATH, None)]
+    assert MEASURED["install_bytes_downloaded"] == release_mini_ckpt.stat().st_size
+    assert machine.install.stderr.count(f"fetching dossr_default.ckpt from {url}") == 1
+    assert re.search(rf"installed {re.escape(str(machine.model))} \(all \d+ DoSSR tensors and the "
+                     r"complete SD 2.1-base: serves the one-file", machine.install.stdout), \
+        _describe(machine.install)
+
+
+def test_fetch_step_run_again_says_the_file_is_in_place(machine):
+    (step,) = FETCH_SUBSHELL.findall(machine.command("install"))
+    before = list(machine.release.requests)
+    mtime = machine.model.stat().st_mtime_ns
+    r, _ = machine.run(step)
+    assert r.returncode == 0, _describe(r)
+    assert f"{machine.model}: already in place and verified" in r.stdout, _describe(r)
+    assert machine.release.requests == before            # nothing fetched again
+    assert machine.model.stat().st_mtime_ns == mtime     # nor replaced
+
+
+# ----------------------------------------------------------------------------- upscale
+
+def _input_image(command: str, home: Path, width: int, height: int) -> Path:
+    words = shlex.split(command)
+    image = next(w for w in words[2:] if Path(w).suffix.lower() in (".png", ".jpg", ".jpeg"))
+    return hs.write_png(home / image, width, height, seed=5)
+
+
+def assert_nothing_left(machine: Machine, stderr: str) -> float:
+    """The client started the user's tree and stopped it: no main.py of the tree runs, its port
+    is closed. Returns the server's start-up seconds the client reported."""
+    m = STARTED_AT.search(stderr)
+    assert m, f"the client started no ComfyUI:\n{stderr}"
+    assert Path(m.group(1)).resolve() == machine.comfy.resolve()
+    assert "stopped the ComfyUI this client started" in stderr, stderr
+    assert main_py_processes(machine.comfy) == [], f"{machine.comfy}/main.py still runs"
+    assert port_closed(int(m.group(2))), f"port {m.group(2)} still listens"
+    return float(READY_AFTER.search(stderr).group(1))
+
+
+def test_run_command_upscales_4x_with_the_comfyui_it_starts(machine, capsys):
+    command = machine.command("run")
+    assert "--server" not in command
+    _input_image(command, machine.home, *IMAGE_SIZE)
+    sent = machine.release.bytes_sent
+    r, seconds = machine.run(command)
+    assert r.returncode == 0, _describe(r) + machine.server_log()
+    (printed,) = output_paths(r)
+    result = machine.home / printed
+    assert result.is_file(), f"the client printed {printed}, which does not exist"
+    assert hs.png_size(result) == (4 * IMAGE_SIZE[0], 4 * IMAGE_SIZE[1])
+    # the README's example of the printed path is what the client prints
+    (example,) = re.findall(r"`(\S+/DoSSR_x4_\d{5}_\.png)`", pk.readme_text())
+    assert re.sub(r"\d{5}", "#", str(printed)) == re.sub(r"\d{5}", "#", example)
+    words = shlex.split(command)
+    assert printed.parent == Path(words[words.index("--output-dir") + 1])
+    server_start = assert_nothing_left(machine, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert machine.release.bytes_sent == sent            # the upscale downloads nothing
+
+    MEASURED.update(run_s=round(seconds, 1), run_server_start_s=server_start,
+                    run_bytes_downloaded=machine.release.bytes_sent - sent,
+                    image=f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} -> {4 * IMAGE_SIZE[0]}x{4 * IMAGE_SIZE[1]}")
+    record_measurements(host_version_of(machine))
+    with capsys.disabled():
+        print(f"\nREADME quick start on a fresh ComfyUI {host_version_of(machine)} copy, mini models "
+              f"served on 127.0.0.1: install {MEASURED['install_s']:.1f} s "
+              f"({MEASURED['install_bytes_downloaded']:,} bytes downloaded), upscale "
+              f"{MEASURED['run_s']:.1f} s (its ComfyUI answered after {server_start:.1f} s; "
+              f"{MEASURED['run_bytes_downloaded']} bytes downloaded); written to {MEASURED_JSON}")
+
+
+def host_version_of(machine: Machine) -> str:
+    return hs.host_version(machine.comfy)
+
+
+def record_measurements(host: str) -> None:
+    """MEASURED under *host* in MEASURED_JSON (the other hosts' entries kept)."""
+    try:
+        data = json.loads(MEASURED_JSON.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[host] = {**MEASURED, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    MEASURED_JSON.parent.mkdir(parents=True, exist_ok=True)
+    MEASURED_JSON.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def test_convert_command_makes_a_file_the_client_can_use(machine, tmp_path):
+    from safetensors import safe_open
+
+    from dossr_core.verify import DOSSR_MANIFEST, SD21_MANIFEST, load_manifest, verify_dossr
+
+    command = machine.command("convert")
+    words = shlex.split(command.strip("()"))
+    assert "--with-backbone" in words
+    pack_dir = machine.home / words[words.index("cd") + 1]
+    src, dst = (pack_dir / w for w in words[words.index("dossr_core.convert") + 1:][:2])
+    assert src.resolve() == machine.model.resolve(), \
+        f"the convert command reads {src}, not the file the install command fetched"
+    r, _ = machine.run(command)
+    assert r.returncode == 0, _describe(r)
+    assert dst.is_file() and dst.stat().st_size < src.stat().st_size
+    assert dst.resolve().parent == machine.model.parent.resolve()
+    # fp16 with the backbone: every (mini) release tensor, the whole SD 2.1-base
+    assert verify_dossr(dst, load_manifest(machine.manifests / DOSSR_MANIFEST),
+                        load_manifest(machine.manifests / SD21_MANIFEST)).full
+    with safe_open(str(dst), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "F16" in dtypes and "F32" not in dtypes, dtypes
+    # "add --dossr-model <converted name> to the client's command"; "the .ckpt can go"
+    hint = f"--dossr-model {dst.name}"
+    assert f"`{hint}`" in pk.readme_text()
+    run = machine.command("run") + " " + hint
+    _input_image(run, machine.home, 16, 16)
+    aside = machine.model.rename(tmp_path / machine.model.name)
+    try:
+        r, _ = machine.run(run)
+    finally:
+        aside.rename(machine.model)
+    assert r.returncode == 0, _describe(r) + machine.server_log()
+    (printed,) = output_paths(r)
+    assert hs.png_size(machine.home / printed) == (64, 64)
+    assert_nothing_left(machine, r.stderr)
+
+
+# ----------------------------------------------------------------------------- a server on the tree
+
+@pytest.fixture(scope="module")
+def served(machine, comfyui_path):
+    """ComfyUI started on the user's tree after the commands (as a user restarts it to get
+    the nodes), with empty files under the other shipped workflows' model names (so the
+    editor's combos hold them), the host's example image and a returning user's settings."""
+    apis = [json.loads(p.read_text()) for p in (machine.pack / "workflows").glob("*_api.json")]
+    for spec in te.wc.model_placeholders(*apis):
+        path = machine.comfy / "models" / spec
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    example = comfyui_path / "input" / "example.png"
+    if example.is_file():
+        shutil.copyfile(example, machine.comfy / "input" / "example.png")
+    else:
+        hs.write_png(machine.comfy / "input" / "example.png", 96, 64)
+    settings = machine.comfy / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({**te.FIRST_RUN_DONE, "Comfy.Minimap.Visible": False}))
+    with hs.ComfyServer.start(comfyui_path, machine.comfy) as server:
+        yield server
+
+
+def test_server_loads_the_installed_pack(served, machine, comfyui_path):
+    info = served.object_info()
     missing = [n for n in te.wc.DOSSR_NODE_IDS if n not in info]
-    assert not missing, f"nodes missing after the install: {missing}\n{machine.server.log_tail()}"
+    assert not missing, f"nodes missing after the install: {missing}\n{served.log_tail()}"
     # the import-time table names the clone (not this checkout), without IMPORT FAILED
-    lines = [line for line in machine.server.log_text().splitlines() if str(machine.pack) in line]
-    assert any(re.search(r"\d seconds: ", line) for line in lines), machine.server.log_tail(80)
+    lines = [line for line in served.log_text().splitlines() if str(machine.pack) in line]
+    assert any(re.search(r"\d seconds: ", line) for line in lines), served.log_tail(80)
     assert not [line for line in lines if "IMPORT FAILED" in line or "Cannot import" in line], lines
     # the host's own pyproject reader accepts the clone's metadata
     probe = ("import json, sys; from comfy_config import config_parser as c; "
@@ -245,57 +426,6 @@ def test_server_loads_the_installed_pack(machine, comfyui_path):
     assert json.loads(r.stdout.splitlines()[-1]) == [
         project["name"], project["version"], "DoSSR Super-Resolution",
         pk.pyproject()["tool"]["comfy"]["includes"], project["dependencies"]]
-
-
-# ----------------------------------------------------------------------------- upscale
-
-def _input_image(command: str, home: Path, width: int, height: int) -> Path:
-    words = shlex.split(command)
-    image = next(w for w in words[2:] if Path(w).suffix.lower() in (".png", ".jpg", ".jpeg"))
-    return hs.write_png(home / image, width, height, seed=5)
-
-
-def test_run_command_upscales_4x_and_prints_the_path(machine):
-    command = machine.command("run")
-    print(f"running: {command}   (default port: {machine.on_default_port})")
-    _input_image(command, machine.home, 24, 16)
-    t0 = time.monotonic()
-    r = run_shell(command, machine.home)
-    print(f"upscale command: {time.monotonic() - t0:.1f} s")
-    assert r.returncode == 0, _describe(r) + machine.server.log_tail()
-    (printed,) = output_paths(r)
-    result = machine.home / printed
-    assert result.is_file(), f"the client printed {printed}, which does not exist"
-    assert hs.png_size(result) == (96, 64)
-    # the README's example of the printed path is what the client prints
-    (example,) = re.findall(r"`(\S+/DoSSR_x4_\d{5}_\.png)`", pk.readme_text())
-    assert re.sub(r"\d{5}", "#", str(printed)) == re.sub(r"\d{5}", "#", example)
-    words = shlex.split(command)
-    assert printed.parent == Path(words[words.index("--output-dir") + 1])
-
-
-def test_convert_command_makes_a_file_the_client_can_use(machine):
-    command = machine.command("convert")
-    words = shlex.split(command.strip("()"))
-    pack_dir = machine.home / words[words.index("cd") + 1]
-    src, dst = (pack_dir / w for w in words[words.index("dossr_core.convert") + 1:][:2])
-    assert src.exists(), f"the convert command reads {src}, where the model table puts no file"
-    r = run_shell(command, machine.home)
-    assert r.returncode == 0, _describe(r)
-    assert dst.is_file() and dst.stat().st_size < src.stat().st_size
-    assert dst.resolve().parent == (machine.comfy / "models" / "dossr").resolve()
-    # "add --dossr-model <converted name> to the client's command"
-    hint = f"--dossr-model {dst.name}"
-    assert f"`{hint}`" in pk.readme_text()
-    run = machine.command("run") + " " + hint
-    _input_image(run, machine.home, 16, 16)
-    r = run_shell(run, machine.home)
-    assert r.returncode == 0, _describe(r) + machine.server.log_tail()
-    (printed,) = output_paths(r)
-    assert hs.png_size(machine.home / printed) == (64, 64)
-    last = max(machine.server.get_json("/history").values(), key=lambda e: e["prompt"][0])
-    loaders = [n for n in last["prompt"][2].values() if n["class_type"] == "DoSSRModelLoader"]
-    assert [n["inputs"]["model_name"] for n in loaders] == [dst.name]
 
 
 # ----------------------------------------------------------------------------- template browser
@@ -367,8 +497,8 @@ def render_thumbnail(editor: te.Editor, workflow: dict, name: str) -> bytes:
 
 @pytest.mark.skipif(os.environ.get("DOSSR_WRITE_THUMBNAILS") != "1",
                     reason="writes example_workflows/*.jpg; set DOSSR_WRITE_THUMBNAILS=1 to render them")
-def test_write_thumbnails(machine, browser):
-    editor = te.Editor(browser.new_page(viewport=RENDER_VIEWPORT), machine.server.url + "/")
+def test_write_thumbnails(machine, served, browser):
+    editor = te.Editor(browser.new_page(viewport=RENDER_VIEWPORT), served.url + "/")
     try:
         editor.open()
         for name in pk.ui_workflow_names():
@@ -385,8 +515,8 @@ def test_write_thumbnails(machine, browser):
         editor.page.close()
 
 
-def test_template_browser_cards_show_the_thumbnails(machine, browser):
-    editor = te.Editor(browser.new_page(viewport=te.VIEWPORT), machine.server.url + "/")
+def test_template_browser_cards_show_the_thumbnails(machine, served, browser):
+    editor = te.Editor(browser.new_page(viewport=te.VIEWPORT), served.url + "/")
     try:
         editor.open()
         page = editor.page
@@ -409,12 +539,12 @@ def test_template_browser_cards_show_the_thumbnails(machine, browser):
         names = pk.ui_workflow_names()
         assert sorted(cards) == names
         for name in names:
-            expected = f"{machine.server.url}/api/workflow_templates/{pk.PACK_DIR}/{name}.jpg"
+            expected = f"{served.url}/api/workflow_templates/{pk.PACK_DIR}/{name}.jpg"
             shipped = (machine.pack / "example_workflows" / f"{name}.jpg").read_bytes()
             assert expected in fetched, f"the page never asked for {expected}: {sorted(fetched)}"
             assert fetched[expected].status == 200
-            status, served = machine.server.request("GET", expected[len(machine.server.url):])
-            assert status == 200 and served == shipped
+            status, body = served.request("GET", expected[len(served.url):])
+            assert status == 200 and body == shipped
             images = [i for i in cards[name]["images"]
                       if i["complete"] and i["shown"] and (i["width"], i["height"]) == pk.jpeg_size(shipped)]
             assert images, f"the {name} card shows no image of its thumbnail's size: {cards[name]['images']}"

@@ -19,10 +19,11 @@ from tests.hostlib.server import EXTENSION_NODE_DIR, REPO, link
 OWN_FOLDERS = ("custom_nodes", "models", "input", "output", "user", "temp")
 
 
-def make_comfy_copy(host_tree, dest, *, models: dict | None = None) -> Path:
+def make_comfy_copy(host_tree, dest, *, models: dict | None = None, pack: bool = True) -> Path:
     """*dest* as a ComfyUI tree running *host_tree*'s code, with this repo as the DoSSR pack.
 
     *models*: ``{folder: {file_name: source}}`` -> links under ``dest/models``.
+    *pack*: False leaves ``custom_nodes/`` empty (a tree before the pack is installed).
     """
     host_tree, dest = Path(host_tree).resolve(), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ def make_comfy_copy(host_tree, dest, *, models: dict | None = None) -> Path:
             shutil.copy2(entry, target)
     for name in OWN_FOLDERS:
         (dest / name).mkdir(exist_ok=True)
-    link(REPO, dest / "custom_nodes" / EXTENSION_NODE_DIR)
+    if pack:
+        link(REPO, dest / "custom_nodes" / EXTENSION_NODE_DIR)
     for folder, files in (models or {}).items():
         for name, source in files.items():
             link(source, dest / "models" / folder / name)
