@@ -52,12 +52,12 @@ def _untiled(prompt: dict) -> dict:
     return prompt
 
 
-def _run(server, prompt: dict) -> tuple[dict, list[str]]:
+def _run(server, prompt: dict, timeout: float = 1800) -> tuple[dict, list[str]]:
     """Run *prompt*; its saved latent and pixels, and the tiling log lines it caused."""
     from safetensors.torch import load_file
 
     before = len(server.log_text())
-    entry = server.run(prompt, timeout=1800)
+    entry = server.run(prompt, timeout=timeout)
     out = {}
     for result in entry["outputs"].values():
         for item in result.get("latents", []):
@@ -103,7 +103,7 @@ def test_beyond_one_tile_the_default_workflow_samples_on_tiles(comfy_server, tmp
     """A 256x256 px input: a 1024x1024 px result, sampled on 3x3 tiles of 512 px at every
     step (5 steps), with no setting changed."""
     image = _upload(comfy_server, tmp_path, 256, 256)
-    out, tiles = _run(comfy_server, _prompt("dossr_x4_api.json", image, "auto_1024"))
+    out, tiles = _run(comfy_server, _prompt("dossr_x4_api.json", image, "auto_1024"), timeout=7200)
     assert out["pixels"].shape == (1024, 1024, 3)
     assert out["latent"].shape[-2:] == (128, 128)
     assert tiles == [("1024", "1024", "9", "auto")], "one log line per sampling, at its first step"

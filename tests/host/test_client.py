@@ -194,7 +194,7 @@ def test_cli_default_workflow_tiles_a_result_above_one_megapixel(comfy_server, t
     lr = write_png(tmp_path / "big_lr.png", 288, 256, seed=2)
     before = len(comfy_server.log_text())
     r = run_cli(lr, "--server", comfy_server.url, "--dossr-model", RELEASE_MINI, "--seed", 4,
-                "--output-dir", tmp_path / "out", timeout=1800)
+                "--output-dir", tmp_path / "out", timeout=7200)   # a shared CPU can make this take an hour
     assert r.returncode == 0, r.stderr
     (path,) = [Path(line) for line in r.stdout.split("\n") if line.strip()]
     assert png_size(path) == (1152, 1024)
