@@ -463,7 +463,7 @@ def run_workflow(server: str, workflow, image_path, *, sd_checkpoint: str | None
     stop_listening = listen_for_progress(server, client_id, watch)
     prompt_id = str(uuid.uuid4())   # ours from the start, so Ctrl-C can always name it
     try:
-        queue_prompt(server, prompt, client_id, prompt_id)
+        prompt_id = queue_prompt(server, prompt, client_id, prompt_id)   # the id the server uses
         log(f"queued prompt {prompt_id}")
         entry = wait_for(server, prompt_id, timeout, poll, watch)
     except KeyboardInterrupt:
