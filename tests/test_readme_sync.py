@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import re
 
 import pytest
@@ -84,3 +85,16 @@ def test_workflow_files_the_readme_names_are_shipped():
     assert named and named <= shipped, sorted(named - shipped)
     for name in wc.workflow_pairs():
         assert f"`workflows/{name}.json`" in text, f"the README's workflow table lacks {name}"
+
+
+def test_the_template_tile_count_the_readme_states():
+    """"W x H px result on N tiles" in the README is what the shipped default's tiling makes."""
+    from dossr_core.tiling import tile_grid
+
+    claims = re.findall(r"(\d+)x(\d+) px result on (\d+) tiles", " ".join(readme_text().split()))
+    assert claims, "the README no longer states the template's tile count"
+    prompt = json.loads((wc.REPO / "workflows" / "dossr_x4_api.json").read_text())
+    (tiling,) = [n["inputs"] for n in prompt.values() if n["class_type"] == "DoSSRTiledDiffusion"]
+    for w, h, n in claims:
+        tiles = tile_grid(int(h) // 8, int(w) // 8, tiling["tile_size"] // 8, tiling["tile_overlap"] // 8)
+        assert len(tiles) == int(n), f"{w}x{h} px: the README says {n} tiles, the template makes {len(tiles)}"
