@@ -34,7 +34,7 @@ from dossr_core.tiling import tile_grid  # noqa: E402
 from tests.hostlib import server as hs  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "dossr_x4_api.json"
-LOG_LINE = re.compile(r"DoSSR (Tiled Sampling|VAE Decode): [^\n]*")
+LOG_LINE = re.compile(r"DoSSR (?:Tiled Sampling|VAE Decode): [^\n]*")
 
 
 def prompt_for(image: str, steps: int | None) -> dict:
