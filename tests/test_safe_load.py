@@ -52,19 +52,21 @@ FORMS = ["state_dict", "wrapped", "legacy_state_dict", "training", "legacy_train
 
 @pytest.fixture
 def host_safe_globals():
-    """Process-wide safe globals as ComfyUI registers them on import (its own ModelCheckpoint
-    placeholder, numpy's dtype), so a check does not depend on whether a host was imported first."""
-    ser = torch.serialization
-    saved = ser.get_safe_globals()
-    import numpy
+    """What ComfyUI registers process-wide on import (real numpy classes, its own ModelCheckpoint
+    placeholder), registered for one test; yields (the list before, the registered ones) and puts
+    the list back afterwards, so no check depends on whether a host was imported first."""
+    import numpy as np
 
     class ModelCheckpoint:
         pass
-    ModelCheckpoint.__module__ = "pytorch_lightning.callbacks.model_checkpoint"
-    ser.add_safe_globals([ModelCheckpoint, numpy.dtype])
-    yield
-    ser.clear_safe_globals()
-    ser.add_safe_globals(saved)
+
+    registered = [np.dtype, np.dtypes.Float64DType, (ModelCheckpoint,
+                  "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")]
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals(registered)
+    yield before, registered
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(before)
 
 
 def test_training_fixture_names_the_globals_a_real_file_names(tmp_path, host_safe_globals):
@@ -186,27 +188,15 @@ def test_shapes_read_without_tensor_data(tmp_path):
         assert safe_load.checkpoint_shapes(path) == {k: tuple(v.shape) for k, v in tensors.items()}
 
 
-def test_process_wide_safe_globals_change_nothing(tmp_path):
+def test_process_wide_safe_globals_change_nothing(tmp_path, host_safe_globals):
     """A host that registers real numpy classes and its own ModelCheckpoint process-wide
     (ComfyUI does) gets the same tensors, and keeps its registrations afterwards."""
-    import numpy as np
-
-    class ModelCheckpoint:
-        pass
-
-    registered = [np.dtype, np.dtypes.Float64DType, (ModelCheckpoint,
-                  "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")]
+    before, registered = host_safe_globals
     path = tmp_path / "dossr.ckpt"
     tensors = _tensors()
     write_training_ckpt(path, tensors)
-    before = torch.serialization.get_safe_globals()
-    torch.serialization.add_safe_globals(registered)
-    try:
-        got = read_state_dict(path)
-        assert set(torch.serialization.get_safe_globals()) == set(before) | set(registered)
-    finally:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(before)
+    got = read_state_dict(path)
+    assert set(torch.serialization.get_safe_globals()) == set(before) | set(registered)
     assert set(got) == set(tensors)
 
 
